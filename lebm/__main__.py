@@ -1,0 +1,5 @@
+import sys
+
+from lebm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,259 @@
+"""The latent-space EBM model: generator, prior and observation model in one module.
+
+    z ~ p(z) ∝ exp(f(z)) N(0, σ0² I),      x = g(z) + ε,  ε ~ N(0, σ² I).
+
+``f`` is the negative energy (REFERENCE §0.1). With ``prior="gaussian"`` (``f ≡ 0``) the
+same class is the ABP baseline. Sampling and inference use one Langevin kernel on two
+targets (REFERENCE §0.2):
+
+    ℓ_prior(z)     = f(z) − ‖z‖²/(2σ0²)
+    ℓ_post(z; x)   = ℓ_prior(z) − ‖x − g(z)‖²/(2σ²)
+
+Models know their config: ``save_pretrained(dir)`` writes ``config.json`` and
+``model.safetensors``; ``LatentEBM.from_pretrained(dir)`` (or ``lebm.load``) rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lebm.errors import CheckpointError
+from lebm.io import atomic_write, atomic_write_json
+from lebm.likelihoods import GaussianLikelihood
+from lebm.nets import ACTIVATIONS, GENERATORS, EnergyMLP, build_generator
+from lebm.priors import EBMPrior, GaussianPrior
+from lebm.sampling import ChainTrace, frozen, run_chain
+
+MODEL_FORMAT = "lebm-model"
+
+
+@dataclass
+class ModelConfig:
+    """Constructor arguments of ``LatentEBM``; saved as ``config.json``.
+
+    ``metadata`` drives validation of ``--set`` values (see ``lebm.config``).
+    """
+
+    n_z: int = field(default=100, metadata={"min": 1, "help": "latent dimension"})
+    generator: str = field(default="conv", metadata={"choices": GENERATORS})
+    gen_widths: tuple[int, ...] = field(default=(256, 256), metadata={"min": 1})
+    ngf: int = field(default=64, metadata={"min": 1, "help": "conv generator base width"})
+    gen_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})
+    gen_output: str = field(default="tanh", metadata={"choices": ("tanh", "identity")})
+    prior: str = field(default="ebm", metadata={"choices": ("ebm", "gaussian")})
+    energy_widths: tuple[int, ...] = field(default=(200, 200), metadata={"min": 1})
+    energy_activation: str = field(default="gelu", metadata={"choices": ACTIVATIONS})
+    energy_spectral_norm: bool = False
+    sigma0: float = field(default=1.0, metadata={"gt": 0, "help": "reference N(0, σ0²) std"})
+    sigma: float = field(default=0.3, metadata={"gt": 0, "help": "observation noise std"})
+    prior_steps: int = field(default=60, metadata={"min": 0})
+    prior_step_size: float = field(default=0.4, metadata={"gt": 0})
+    posterior_steps: int = field(default=20, metadata={"min": 0})
+    posterior_step_size: float = field(default=0.1, metadata={"gt": 0})
+    init_std: float = field(default=1.0, metadata={"gt": 0, "help": "chains start at N(0, init_std²)"})
+    langevin_noise: bool = True
+    data_shape: tuple[int, ...] = field(default=(), metadata={"internal": True})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise CheckpointError(f"model config has unknown keys {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+class LatentEBM(nn.Module):
+    """Generator ``g`` with a latent EBM prior (or a Gaussian prior for ABP)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not config.data_shape:
+            raise ValueError("ModelConfig.data_shape must be set (the shape of one example)")
+        self.config = config
+        c = config
+        self.generator = build_generator(
+            c.generator, c.n_z, c.data_shape, widths=c.gen_widths, ngf=c.ngf,
+            activation=c.gen_activation, output=c.gen_output,
+        )
+        if c.prior == "ebm":
+            net = EnergyMLP(c.n_z, c.energy_widths, c.energy_activation, 1, c.energy_spectral_norm)
+            self.prior: GaussianPrior = EBMPrior(net, c.n_z, c.sigma0)
+        elif c.prior == "gaussian":
+            self.prior = GaussianPrior(c.n_z, c.sigma0)
+        else:
+            raise ValueError(f"unknown prior {c.prior!r}; choose ebm or gaussian")
+        self.likelihood = GaussianLikelihood(c.sigma)
+
+    # ------------------------------------------------------------------ densities
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def prior_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """``ℓ_prior(z) = f(z) − ‖z‖²/(2σ0²)``, shape ``(batch,)``."""
+        return self.prior.log_density(z)
+
+    def log_joint(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``ℓ_post(z; x) = f(z) − ‖z‖²/(2σ0²) − ‖x − g(z)‖²/(2σ²)``: one fused evaluation."""
+        return self.prior.log_density(z) + self.likelihood.log_prob(x, self.generator(z))
+
+    # ------------------------------------------------------------------ chains
+    def init_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Chain initialisation ``z0 ~ N(0, init_std² I)``, shape ``(n, n_z)``."""
+        dev = self.device
+        return self.config.init_std * torch.randn(n, self.config.n_z, generator=generator,
+                                                  device=dev)
+
+    def sample_latent(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        z0: torch.Tensor | None = None,
+        n_steps: int | None = None,
+        step_size: float | None = None,
+        record: bool = False,
+    ) -> tuple[torch.Tensor, ChainTrace | None]:
+        """Short-run prior Langevin from ``z0`` (default fresh noise): ``(z, trace)``.
+
+        For the Gaussian prior the exact sample ``σ0 · ε`` is returned instead.
+        """
+        c = self.config
+        if not self.prior.has_energy:
+            z = c.sigma0 * torch.randn(n, c.n_z, generator=generator, device=self.device)
+            return z, None
+        z0 = self.init_latent(n, generator) if z0 is None else z0
+        with frozen(self):
+            return run_chain(
+                self.prior_log_density, z0,
+                c.prior_steps if n_steps is None else n_steps,
+                c.prior_step_size if step_size is None else step_size,
+                noise=c.langevin_noise, generator=generator, record=record,
+            )
+
+    def infer_latent(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        z0: torch.Tensor | None = None,
+        n_steps: int | None = None,
+        step_size: float | None = None,
+        record: bool = False,
+    ) -> tuple[torch.Tensor, ChainTrace | None]:
+        """Short-run posterior Langevin on ``ℓ_post(·; x)``: ``(z, trace)``."""
+        self._check_data(x)
+        c = self.config
+        z0 = self.init_latent(x.shape[0], generator) if z0 is None else z0
+        with frozen(self):
+            return run_chain(
+                lambda z: self.log_joint(z, x), z0,
+                c.posterior_steps if n_steps is None else n_steps,
+                c.posterior_step_size if step_size is None else step_size,
+                noise=c.langevin_noise, generator=generator, record=record,
+            )
+
+    # ------------------------------------------------------------------ user API
+    def infer(self, x: torch.Tensor, generator: torch.Generator | None = None,
+              **chain_kwargs: Any) -> torch.Tensor:
+        """Posterior samples ``z ~ q(z|x)`` by short-run Langevin, shape ``(batch, n_z)``."""
+        return self.infer_latent(x, generator, **chain_kwargs)[0]
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``g(z)``: the mean of ``p(x|z)``."""
+        return self.generator(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               batch_size: int = 500) -> torch.Tensor:
+        """``n`` samples ``x = g(z)``, ``z`` from short-run prior Langevin; batched."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        out = []
+        for start in range(0, n, batch_size):
+            z, _ = self.sample_latent(min(batch_size, n - start), generator)
+            out.append(self.decode(z))
+        return torch.cat(out)
+
+    def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                    **chain_kwargs: Any) -> torch.Tensor:
+        """``g(z)`` at a posterior-Langevin ``z`` inferred from ``x``."""
+        return self.decode(self.infer(x, generator, **chain_kwargs))
+
+    def _check_data(self, x: torch.Tensor) -> None:
+        want = tuple(self.config.data_shape)
+        if tuple(x.shape[1:]) != want:
+            raise ValueError(f"expected data of shape (batch, {', '.join(map(str, want))}), "
+                             f"got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("input data contains NaN or inf")
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
+        from lebm import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp))
+        atomic_write_json(directory / "config.json", {
+            "format": MODEL_FORMAT, "class": type(self).__name__,
+            "lebm_version": __version__, "config": asdict(self.config),
+        })
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike,
+                        map_location: str | torch.device = "cpu") -> LatentEBM:
+        """Rebuild a model saved with ``save_pretrained``."""
+        directory = Path(directory)
+        meta = read_model_meta(directory)
+        model = cls(ModelConfig.from_dict(meta["config"]))
+        try:
+            state = load_file(str(directory / "model.safetensors"), device=str(map_location))
+        except Exception as exc:  # safetensors raises several types on a torn file
+            raise CheckpointError(f"cannot read {directory / 'model.safetensors'}: {exc}") from exc
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{directory}: weights do not match the config "
+                                  f"(missing {missing}, unexpected {unexpected})")
+        return model.to(map_location)
+
+
+def read_model_meta(directory: Path) -> dict[str, Any]:
+    """Read and check a model folder's ``config.json``."""
+    path = directory / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a model folder (no config.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if meta.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{path} is not a lebm model config (format={meta.get('format')!r})")
+    if not (directory / "model.safetensors").is_file():
+        raise CheckpointError(f"{directory} has no model.safetensors")
+    return meta
+
+
+MODEL_CLASSES: dict[str, type[LatentEBM]] = {"LatentEBM": LatentEBM}
+
+
+def load_model(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load any registered model class from a folder written by ``save_pretrained``."""
+    meta = read_model_meta(Path(directory))
+    cls = MODEL_CLASSES.get(meta.get("class", ""))
+    if cls is None:
+        raise CheckpointError(f"{directory}: unknown model class {meta.get('class')!r}")
+    return cls.from_pretrained(directory, map_location)

@@ -1,0 +1,19 @@
+"""Plain ``nn.Module`` building blocks: energy MLPs and generators.
+
+Networks here know nothing about densities or sampling; ``lebm.priors`` and
+``lebm.likelihoods`` give them their probabilistic meaning.
+"""
+
+from lebm.nets.activations import ACTIVATIONS, make_activation
+from lebm.nets.energy import EnergyMLP
+from lebm.nets.generators import GENERATORS, ConvGenerator, MLPGenerator, build_generator
+
+__all__ = [
+    "ACTIVATIONS",
+    "GENERATORS",
+    "ConvGenerator",
+    "EnergyMLP",
+    "MLPGenerator",
+    "build_generator",
+    "make_activation",
+]

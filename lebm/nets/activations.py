@@ -1,0 +1,22 @@
+"""Activation functions by name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+ACTIVATIONS = ("gelu", "leaky_relu", "silu", "relu", "tanh")
+
+
+def make_activation(name: str, leak: float = 0.2) -> nn.Module:
+    """Return a fresh activation module; ``leaky_relu`` uses slope ``leak`` (0.2 in LEBM)."""
+    if name == "gelu":
+        return nn.GELU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(leak)
+    if name == "silu":
+        return nn.SiLU()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "tanh":
+        return nn.Tanh()
+    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")

@@ -1,0 +1,119 @@
+"""Top-down generators ``g: R^n_z -> data space``.
+
+Images are produced in [-1, 1] (tanh output); toy / tabular data use an identity output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lebm.nets.activations import make_activation
+
+GENERATORS = ("mlp", "conv")
+
+
+class MLPGenerator(nn.Module):
+    """``z -> MLP -> reshape(out_shape)``; for 8×8 digits, toy 2-D data and tables."""
+
+    def __init__(
+        self,
+        n_z: int,
+        out_shape: Sequence[int],
+        widths: Sequence[int] = (256, 256),
+        activation: str = "leaky_relu",
+        output: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.out_shape = tuple(out_shape)
+        n_out = int(torch.tensor(self.out_shape).prod())
+        layers: list[nn.Module] = []
+        dims = [n_z, *widths]
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(d_in, d_out), make_activation(activation)]
+        layers.append(nn.Linear(dims[-1], n_out))
+        if output == "tanh":
+            layers.append(nn.Tanh())
+        elif output != "identity":
+            raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(z.shape[0], *self.out_shape)
+
+
+def _conv_plan(image_size: int, ngf: int) -> tuple[int, int, list[int]]:
+    """(first kernel, first spatial size, channel widths) of the transposed-conv stack.
+
+    32×32 is LEBM's SVHN generator exactly: 100 → 512 (4×4) → 256 (8×8) → 128 (16×16) → 3.
+    64×64 adds one block (→ 64 at 32×32). 28×28 starts at 7×7: → 4·ngf (7×7) → 2·ngf (14×14).
+    """
+    if image_size == 32:
+        return 4, 4, [ngf * 8, ngf * 4, ngf * 2]
+    if image_size == 64:
+        return 4, 4, [ngf * 8, ngf * 4, ngf * 2, ngf]
+    if image_size == 28:
+        return 7, 7, [ngf * 4, ngf * 2]
+    if image_size == 16:
+        return 4, 4, [ngf * 4, ngf * 2]
+    raise ValueError(
+        f"conv generator supports image sizes 16, 28, 32 and 64, got {image_size}; "
+        "use generator=mlp or resize the data (data.image_size)"
+    )
+
+
+class ConvGenerator(nn.Module):
+    """Transposed-convolution generator without normalisation, LeakyReLU(0.2), tanh output.
+
+    The first layer maps ``z`` (as ``n_z×1×1``) to ``k×k`` with a ``k×k`` kernel; every
+    further layer doubles the resolution (kernel 4, stride 2, padding 1). Convolution
+    weights are Xavier-normal, biases PyTorch's default (as in LEBM's ``train_svhn.py``).
+    """
+
+    def __init__(
+        self,
+        n_z: int,
+        out_shape: Sequence[int],
+        ngf: int = 64,
+        activation: str = "leaky_relu",
+    ) -> None:
+        super().__init__()
+        channels, height, width = out_shape
+        if height != width:
+            raise ValueError(f"conv generator needs square images, got {height}×{width}")
+        self.out_shape = (channels, height, width)
+        k0, _, widths = _conv_plan(height, ngf)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(n_z, widths[0], k0, 1, 0)]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [make_activation(activation), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)]
+        layers += [make_activation(activation), nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)]
+        layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                nn.init.xavier_normal_(m.weight)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+def build_generator(
+    kind: str,
+    n_z: int,
+    out_shape: Sequence[int],
+    *,
+    widths: Sequence[int] = (256, 256),
+    ngf: int = 64,
+    activation: str = "leaky_relu",
+    output: str = "tanh",
+) -> nn.Module:
+    """Build a generator by name (``mlp`` or ``conv``)."""
+    if kind == "mlp":
+        return MLPGenerator(n_z, out_shape, widths, activation, output)
+    if kind == "conv":
+        if len(out_shape) != 3:
+            raise ValueError(f"conv generator needs image data (C, H, W), got shape {out_shape}")
+        return ConvGenerator(n_z, out_shape, ngf, activation)
+    raise ValueError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")

@@ -1,0 +1,396 @@
+"""The Trainer: batches → ``method.step`` → optimiser updates, plus the run folder.
+
+It knows nothing about Langevin or any estimator: a method hands it named optimiser
+specs and, per batch, a loss per optimiser. The Trainer owns
+
+* the data order (a seeded permutation per epoch, so the position in the data is a
+  function of the step alone),
+* the optimisers (Adam) and per-epoch exponential LR decay,
+* the random stream of the chains (one ``torch.Generator``, checkpointed),
+* the run folder (``config.json``, ``metrics.jsonl``, sample grids, plots, checkpoints),
+* NaN/inf detection and recovery: roll back to the last checkpoint, shrink the learning
+  rates and let the method become more conservative (smaller MCMC steps).
+
+Resume is exact: every piece of state that influences the next step is in the
+checkpoint, so N steps + resume to 2N equals 2N steps straight, bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lebm.config import RunConfig
+from lebm.data import ArrayDataset, DownloadError, load_dataset
+from lebm.errors import CheckpointError, ConfigError, DataError, DivergenceError, LebmError
+from lebm.io import atomic_write_json, atomic_write_text
+from lebm.methods import METHODS
+from lebm.models import LatentEBM, ModelConfig
+from lebm.train.checkpoint import (
+    latest_checkpoint,
+    load_training_state,
+    save_checkpoint,
+)
+from lebm.viz import plot_curves, read_metrics, save_image_grid, save_scatter
+
+RUN_FORMAT = "lebm-run"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available; use cpu or auto")
+    return torch.device(name)
+
+
+def load_data(cfg: RunConfig, split: str = "train", limit: int | None = None) -> ArrayDataset:
+    """Load a split of the run's data set with the run's subset options."""
+    d = cfg.data
+    try:
+        return load_dataset(
+            d.name, split, d.root, image_size=d.image_size, exclude_classes=d.exclude_classes,
+            classes=d.classes, n_labels=d.n_labels if split == "train" else None,
+            limit=limit if limit is not None else (d.limit if split == "train" else None),
+            seed=cfg.train.seed, download=d.download,
+        )
+    except (ValueError, OSError, DownloadError) as exc:  # missing/corrupt files, bad options
+        raise DataError(f"{d.name} ({split}): {exc}") from exc
+
+
+def load_heldout(cfg: RunConfig, n: int) -> ArrayDataset:
+    """``n`` examples of the test split (same class filters); the train split if none."""
+    split = cfg.data.test_split
+    if split:
+        try:
+            return load_data(cfg, split, limit=n)
+        except DataError:
+            pass
+    return load_data(cfg, "train", limit=n)
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a lebm run folder (no config.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if meta.get("format") != RUN_FORMAT:
+        raise CheckpointError(f"{path} is not a lebm run config")
+    return RunConfig.from_dict(meta["config"])
+
+
+class Trainer:
+    """Train ``cfg`` into ``run_dir``; ``Trainer.resume(run_dir)`` continues a run."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, overwrite: bool = False,
+                 _resume: bool = False) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        self.data = load_data(cfg, "train")
+        if len(self.data) < t.batch_size:
+            raise ConfigError(f"train.batch_size={t.batch_size} exceeds the data set size "
+                              f"({len(self.data)} examples)")
+        self.steps_per_epoch = len(self.data) // t.batch_size
+        self.heldout = load_heldout(cfg, t.n_grid)
+        cfg.model.data_shape = tuple(self.data.sample_shape)
+        if cfg.model.generator == "conv" and len(cfg.model.data_shape) != 3:
+            raise ConfigError(f"model.generator=conv needs image data; {cfg.data.name} has "
+                              f"shape {cfg.model.data_shape}: use generator=mlp")
+
+        if _resume:
+            ckpt = latest_checkpoint(self.run_dir)
+            model_cfg = json.loads((ckpt / "config.json").read_text())["config"]
+            torch.manual_seed(t.seed)
+            self._build(ModelConfig.from_dict(model_cfg))
+            self._load_state(ckpt)
+            self._truncate_metrics(self.step)
+        else:
+            self._prepare_run_dir(overwrite)
+            torch.manual_seed(t.seed)  # network initialisation
+            self._build(cfg.model)
+            self.step = 0
+            self.chain_gen.manual_seed(t.seed + 1)
+            self._write_run_config()
+            self._checkpoint()
+        self.n_divergences = 0
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, max_steps: int | None = None) -> Trainer:
+        """Continue the run in ``run_dir`` from its latest complete checkpoint."""
+        cfg = read_run_config(run_dir)
+        if max_steps is not None:
+            cfg.train.max_steps = max_steps
+        trainer = cls(cfg, run_dir, _resume=True)
+        if max_steps is not None:
+            trainer._write_run_config()
+        return trainer
+
+    # ------------------------------------------------------------------ setup
+    def _build(self, model_cfg: ModelConfig) -> None:
+        self.model = LatentEBM(model_cfg).to(self.device)
+        self.cfg.model = model_cfg
+        self.method = METHODS[self.cfg.method_name](self.model, self.cfg.method)
+        self.specs = self.method.optimizers()
+        self.optimizers = {
+            name: torch.optim.Adam(s.params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
+            for name, s in self.specs.items()}
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.ExponentialLR(opt, self.specs[name].lr_decay)
+            for name, opt in self.optimizers.items()}
+        self.chain_gen = torch.Generator(device=self.device)
+
+    def _prepare_run_dir(self, overwrite: bool) -> None:
+        rd = self.run_dir
+        if (rd / "checkpoints").exists() or (rd / "config.json").exists():
+            if not overwrite:
+                raise LebmError(f"{rd} already holds a run; continue it with `lebm resume {rd}` "
+                                "or start afresh with --overwrite")
+            for name in ("checkpoints", "samples", "plots"):
+                shutil.rmtree(rd / name, ignore_errors=True)
+            for name in ("metrics.jsonl", "config.json", "eval.json"):
+                (rd / name).unlink(missing_ok=True)
+        for sub in ("samples", "plots", "checkpoints"):
+            (rd / sub).mkdir(parents=True, exist_ok=True)
+
+    def _write_run_config(self) -> None:
+        from lebm import __version__
+
+        atomic_write_json(self.run_dir / "config.json", {
+            "format": RUN_FORMAT,
+            "lebm_version": __version__,
+            "torch_version": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(self.device),
+            "steps_per_epoch": self.steps_per_epoch,
+            "n_train": len(self.data),
+            "config": self.cfg.to_dict(),
+        })
+
+    # ------------------------------------------------------------------ state
+    def _training_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "step": self.step,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "rng": {"torch": torch.get_rng_state(), "chain": self.chain_gen.get_state()},
+            "method": self.method.state(),
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.model, self._training_state(),
+                               keep=self.cfg.train.keep_checkpoints)
+
+    def _load_state(self, ckpt: Path) -> None:
+        from safetensors.torch import load_file
+
+        try:
+            weights = load_file(str(ckpt / "model.safetensors"), device=str(self.device))
+        except Exception as exc:
+            raise CheckpointError(f"cannot read {ckpt / 'model.safetensors'}: {exc}") from exc
+        self.model.load_state_dict(weights)
+        state = load_training_state(ckpt, self.device)
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, sch in self.schedulers.items():
+            sch.load_state_dict(state["schedulers"][k])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.chain_gen.set_state(state["rng"]["chain"].cpu()
+                                 if self.device.type == "cpu" else state["rng"]["chain"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        self.method.load_state(state.get("method", {}))
+        self.step = int(state["step"])
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines written after the checkpoint we resume from (a crashed tail)."""
+        path = self.run_dir / "metrics.jsonl"
+        rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    # ------------------------------------------------------------------ loop
+    def _batch(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if getattr(self, "_perm_epoch", None) != epoch:
+            g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(len(self.data), generator=g)
+            self._perm_epoch = epoch
+        b = self.cfg.train.batch_size
+        idx = self._perm[i * b:(i + 1) * b]
+        return self.data.batch(idx).to(self.device)
+
+    def _one_step(self, diagnostics: bool) -> tuple[dict[str, float], str | None]:
+        """Compute losses; if all finite, update. Returns (scalars, name of a bad quantity)."""
+        x = self._batch(self.step)
+        out = self.method.step(x, self.chain_gen, diagnostics)
+        named = {f"loss_{k}": v for k, v in out.losses.items()} | dict(out.metrics)
+        values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
+        scalars = dict(zip(named, values))
+        for k, v in scalars.items():
+            if not math.isfinite(v):
+                return scalars, f"{k}={v}"
+        t = self.cfg.train
+        epoch = self.step // self.steps_per_epoch
+        if (t.recon_guard and epoch > t.guard_after_epochs
+                and scalars.get("recon_error", 0.0) > t.recon_guard):
+            return scalars, f"recon_error={scalars['recon_error']:.1f} > {t.recon_guard}"
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        sum(out.losses.values()).backward()  # each optimiser owns its own parameters
+        for name, opt in self.optimizers.items():
+            clip = self.specs[name].grad_clip
+            if clip > 0:
+                scalars[f"grad_norm_{name}"] = float(
+                    torch.nn.utils.clip_grad_norm_(self.specs[name].params, clip))
+            opt.step()
+        return scalars, None
+
+    def _recover(self, what: str) -> None:
+        t = self.cfg.train
+        self.n_divergences += 1
+        bad_step = self.step
+        if self.n_divergences > t.max_divergences:
+            raise DivergenceError(
+                f"step {bad_step}: non-finite or guarded quantity {what}; gave up after "
+                f"{t.max_divergences} recoveries (raise train.max_divergences, or lower "
+                "the learning rates / Langevin step sizes)")
+        ckpt = latest_checkpoint(self.run_dir)
+        self._load_state(ckpt)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] *= t.divergence_lr_factor
+        self.method.on_divergence(t.divergence_step_factor)
+        msg = (f"step {bad_step}: {what}; rolled back to {ckpt.name}, learning rates "
+               f"×{t.divergence_lr_factor}, method step sizes ×{t.divergence_step_factor} "
+               f"(recovery {self.n_divergences}/{t.max_divergences})")
+        self._log_event({"step": self.step, "event": "divergence", "bad_step": bad_step,
+                         "quantity": what, "message": msg})
+        self._print(f"warning: {msg}")
+
+    def _print(self, msg: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+
+    def _log_event(self, row: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def fit(self) -> dict[str, Any]:
+        """Train up to ``train.max_steps``; returns the last logged scalars."""
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        last: dict[str, Any] = {}
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress,
+                   desc=self.cfg.preset, dynamic_ncols=True, mininterval=0.5)
+        tick = time.perf_counter()
+        steps_since = 0
+        try:
+            while self.step < t.max_steps:
+                log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
+                scalars, bad = self._one_step(diagnostics=log_now)
+                if bad is not None:
+                    self._recover(bad)
+                    bar.n = self.step
+                    bar.refresh()
+                    continue
+                self.step += 1
+                steps_since += 1
+                if self.step % self.steps_per_epoch == 0:
+                    for sch in self.schedulers.values():
+                        sch.step()
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()
+                                 if k.startswith("loss_") or k == "mse"}, refresh=False)
+                if log_now:
+                    now = time.perf_counter()
+                    last = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
+                            **scalars,
+                            **{f"lr_{k}": o.param_groups[0]["lr"]
+                               for k, o in self.optimizers.items()},
+                            "sec_per_step": (now - tick) / max(steps_since, 1)}
+                    tick, steps_since = now, 0
+                    self._log_event(last)
+                if self.step % t.sample_every == 0 or self.step == t.max_steps:
+                    self.write_grids()
+                if self.step % t.checkpoint_every == 0 or self.step == t.max_steps:
+                    self._checkpoint()
+                    self.write_plots()
+        except KeyboardInterrupt:
+            bar.close()
+            self._checkpoint()
+            self._print(f"interrupted at step {self.step}; checkpoint saved. Continue with "
+                        f"`lebm resume {self.run_dir}`")
+            raise
+        bar.close()
+        return last
+
+    # ------------------------------------------------------------------ outputs
+    def write_grids(self) -> list[Path]:
+        """Sample grid from fixed noise and reconstruction grid of a fixed held-out batch."""
+        n = self.cfg.train.n_grid
+        seed = self.cfg.train.seed
+        model = self.model
+        gen = torch.Generator(device=self.device).manual_seed(seed + 2)
+        z0 = model.init_latent(n, gen)
+        chain_gen = torch.Generator(device=self.device).manual_seed(seed + 3)
+        was_training = model.training
+        model.eval()
+        try:
+            if model.prior.has_energy:
+                z, _ = model.sample_latent(n, chain_gen, z0=z0)
+            else:
+                z = z0 * model.config.sigma0 / model.config.init_std
+            samples = model.decode(z)
+            x = self.heldout.batch(torch.arange(min(n, len(self.heldout)))).to(self.device)
+            recon = model.reconstruct(x, torch.Generator(device=self.device).manual_seed(seed + 4))
+        finally:
+            model.train(was_training)
+        stem = self.run_dir / "samples" / f"step_{self.step:08d}"
+        if samples.dim() == 4:
+            paired = torch.stack([x, recon], 1).flatten(0, 1)  # original, reconstruction, ...
+            return [save_image_grid(samples, f"{stem}_samples.png"),
+                    save_image_grid(paired, f"{stem}_recon.png",
+                                    nrow=2 * max(1, int(math.sqrt(len(x) / 2))))]
+        if samples.shape[1] == 2:
+            many_gen = torch.Generator(device=self.device).manual_seed(seed + 5)
+            model.eval()
+            more = model.sample(2000, many_gen)
+            model.train(was_training)
+            real = self.data.batch(torch.arange(min(2000, len(self.data))))
+            return [save_scatter({"data": real, "samples": more}, f"{stem}_samples.png",
+                                 title=f"step {self.step}")]
+        return []
+
+    def write_plots(self) -> None:
+        rows = [r for r in read_metrics(self.run_dir / "metrics.jsonl") if "event" not in r]
+        plots = self.run_dir / "plots"
+        plot_curves(rows, {"generator loss": ["loss_generator"], "EBM loss": ["loss_energy"],
+                           "reconstruction MSE / pixel": ["mse"]}, plots / "losses.png",
+                    log_y=("generator loss",))
+        plot_curves(rows, {"f on posterior vs prior samples": ["f_pos", "f_neg"],
+                           "latent norms": ["z_post_norm", "z_prior_norm"]},
+                    plots / "energy.png")
+        plot_curves(rows, {"chain log-density (first → last step)":
+                           ["post_logp_first", "post_logp_last", "prior_logp_first",
+                            "prior_logp_last"],
+                           "chain ‖∇ log p‖ at last step":
+                           ["post_grad_norm_last", "prior_grad_norm_last"]},
+                    plots / "chains.png", log_y=("chain log-density (first → last step)",))

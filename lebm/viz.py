@@ -1,0 +1,117 @@
+"""Pictures: image grids (Pillow), training curves and 2-D scatter plots (matplotlib)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lebm.io import atomic_write
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile ``(B, C, H, W)`` images in [-1, 1] into one uint8 ``(H', W', C)`` array."""
+    if images.dim() != 4:
+        raise ValueError(f"image_grid expects (B, C, H, W), got shape {tuple(images.shape)}")
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    b, c, h, w = x.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(b)))
+    ncol = math.ceil(b / nrow)
+    grid = np.full((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, dtype=np.uint8)
+    arr = x.permute(0, 2, 3, 1).numpy()
+    for i in range(b):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top:top + h, left:left + w] = arr[i]
+    return grid
+
+
+def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None,
+                    scale: int | None = None) -> Path:
+    """Save a grid of images in [-1, 1] as PNG; small images are upscaled for viewing."""
+    from PIL import Image
+
+    grid = image_grid(images, nrow)
+    img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    scale = scale or max(1, 256 // max(images.shape[-1], 1) // 4)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    path = Path(path)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_scatter(points: dict[str, torch.Tensor], path: str | os.PathLike,
+                 title: str = "") -> Path:
+    """Scatter 2-D point sets (e.g. data vs samples) side by side with shared axes."""
+    plt = _pyplot()
+    n = len(points)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4), sharex=True, sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (name, pts) in zip(axes, points.items()):
+        p = pts.detach().float().cpu().numpy()
+        ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.5)
+        ax.set_title(name)
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return path
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Read ``metrics.jsonl`` (skips a torn last line)."""
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    for line in p.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def plot_curves(rows: Sequence[dict], groups: dict[str, Sequence[str]],
+                path: str | os.PathLike, log_y: Sequence[str] = ()) -> Path | None:
+    """One panel per group of metric names, against ``step``; ``None`` if nothing to plot."""
+    groups = {g: [k for k in keys if any(k in r for r in rows)] for g, keys in groups.items()}
+    groups = {g: ks for g, ks in groups.items() if ks}
+    if not groups:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5))
+    for ax, (title, keys) in zip(np.atleast_1d(axes), groups.items()):
+        for k in keys:
+            xs = [r["step"] for r in rows if k in r]
+            ys = [r[k] for r in rows if k in r]
+            ax.plot(xs, ys, label=k, lw=1)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if title in log_y:
+            ax.set_yscale("symlog")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return path
