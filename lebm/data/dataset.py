@@ -1,0 +1,89 @@
+"""The in-memory dataset every loader returns, and the error for data that is not there."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set's files are not on this machine; the message says how to get them."""
+
+
+class ArrayDataset:
+    """An in-memory dataset held as one tensor (plus optional labels).
+
+    Images are ``uint8`` tensors of shape ``(N, C, H, W)`` with values 0..255; toy and
+    tabular data are ``float32`` tensors of shape ``(N, D)`` already in model space.
+    :meth:`batch` turns either into a ``float32`` batch ready for a model: images are
+    mapped to ``[-1, 1]`` by ``x / 255 * 2 - 1``, float data is returned unchanged.
+
+    Args:
+        name: data set name (for messages and run configs).
+        data: ``(N, ...)`` tensor or array, ``uint8`` images or floating-point vectors.
+        targets: ``(N,)`` integer labels, or ``None`` for unlabelled data.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        data: torch.Tensor | np.ndarray,
+        targets: torch.Tensor | np.ndarray | None = None,
+    ) -> None:
+        data_t = torch.as_tensor(data)
+        if data_t.dim() < 2:
+            raise ValueError(
+                f"{name}: data must be (N, ...) with at least 2 dims, got {tuple(data_t.shape)}"
+            )
+        if data_t.dtype != torch.uint8:
+            data_t = data_t.to(torch.float32)
+        targets_t = None
+        if targets is not None:
+            targets_t = torch.as_tensor(targets).to(torch.int64).reshape(-1)
+            if targets_t.shape[0] != data_t.shape[0]:
+                raise ValueError(
+                    f"{name}: {data_t.shape[0]} examples but {targets_t.shape[0]} targets"
+                )
+        self.name = name
+        self.data = data_t
+        self.targets = targets_t
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __repr__(self) -> str:
+        labels = "unlabelled" if self.targets is None else "labelled"
+        dtype = str(self.data.dtype).removeprefix("torch.")
+        return (
+            f"ArrayDataset({self.name!r}, n={len(self)}, shape={self.sample_shape}, "
+            f"{dtype}, {labels})"
+        )
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. ``(1, 28, 28)`` or ``(2,)``."""
+        return tuple(int(s) for s in self.data.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        """True for ``uint8`` image data (``(N, C, H, W)``)."""
+        return self.data.dtype == torch.uint8
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Return the ``float32`` batch for indices ``idx`` (images scaled to ``[-1, 1]``)."""
+        x = self.data[idx]
+        if x.dtype == torch.uint8:
+            return x.to(torch.float32).div_(255.0).mul_(2.0).sub_(1.0)
+        return x.to(torch.float32)
+
+    def labels(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """Return the ``int64`` labels for indices ``idx``, or ``None`` if unlabelled."""
+        if self.targets is None:
+            return None
+        return self.targets[idx]
+
+    def subset(self, idx: torch.Tensor) -> ArrayDataset:
+        """Return a new dataset restricted to the examples ``idx`` (in that order)."""
+        idx = torch.as_tensor(idx, dtype=torch.int64)
+        targets = None if self.targets is None else self.targets[idx]
+        return ArrayDataset(self.name, self.data[idx], targets)

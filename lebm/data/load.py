@@ -1,0 +1,255 @@
+"""``load_dataset``: one entry point for every data set, with the selection options.
+
+Order of operations: load the split -> keep ``classes`` / drop ``exclude_classes`` ->
+first ``limit`` examples -> balanced labelled subset of ``n_labels`` (drawn with
+``seed``) -> resize to ``image_size``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import sources
+from .dataset import ArrayDataset
+from .images import load_image_files, resize_images
+from .toy import TOY_GENERATORS, make_toy
+
+DATASETS: tuple[str, ...] = (
+    "digits",
+    "mnist",
+    "mnist5k",
+    "fashion-mnist",
+    "cifar10",
+    "svhn",
+    "image-folder",
+    "celeba",
+    "idx",
+    "8gaussians",
+    "pinwheel",
+    "rings",
+)
+ALIASES = {"celeba": "image-folder"}
+
+_IMAGE_SPLITS = ("train", "test")
+SPLITS: dict[str, tuple[str, ...]] = {
+    "digits": ("train", "test", "all"),
+    "mnist": ("train", "test", "valid", "train50k"),
+    "mnist5k": ("train", "test", "all"),
+    "fashion-mnist": _IMAGE_SPLITS,
+    "idx": _IMAGE_SPLITS,
+    "cifar10": _IMAGE_SPLITS,
+    "svhn": ("train", "test", "extra"),
+    "image-folder": _IMAGE_SPLITS,
+    **{toy: ("train", "test", "valid") for toy in TOY_GENERATORS},
+}
+DEFAULT_IMAGE_FOLDER_SIZE = 64
+
+Arrays = tuple[np.ndarray, np.ndarray | None]
+Root = str | os.PathLike[str] | None
+
+
+def _canonical(name: str) -> str:
+    """Resolve aliases; unknown names raise ValueError listing the valid ones."""
+    key = ALIASES.get(name, name)
+    if key not in SPLITS:
+        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    return key
+
+
+def _check_options(
+    key: str,
+    split: str,
+    image_size: int | None,
+    n_labels: int | None,
+    limit: int | None,
+    n_samples: int,
+) -> None:
+    """Validate option values before any file is read."""
+    if split not in SPLITS[key]:
+        raise ValueError(f"split={split!r} is not a split of {key}; choose one of {SPLITS[key]}")
+    if image_size is not None and image_size <= 0:
+        raise ValueError(f"image_size must be a positive integer, got {image_size}")
+    if image_size is not None and key in TOY_GENERATORS:
+        raise ValueError(f"image_size: {key} is not an image data set; leave image_size unset")
+    if n_labels is not None and n_labels <= 0:
+        raise ValueError(f"n_labels must be a positive integer, got {n_labels}")
+    if limit is not None and limit <= 0:
+        raise ValueError(f"limit must be a positive integer, got {limit}")
+    if key in TOY_GENERATORS and n_samples <= 0:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+
+
+def filter_classes(
+    targets: np.ndarray, classes: Sequence[int] | None, exclude_classes: Sequence[int]
+) -> np.ndarray:
+    """Indices of examples whose label is in ``classes`` (if given) and not excluded."""
+    keep = np.ones(len(targets), dtype=bool)
+    if classes is not None:
+        keep &= np.isin(targets, np.asarray(list(classes), dtype=np.int64))
+        if not keep.any():
+            raise ValueError(
+                f"classes={list(classes)} leaves no examples; labels present: "
+                f"{np.unique(targets).tolist()}"
+            )
+    if exclude_classes:
+        keep &= ~np.isin(targets, np.asarray(list(exclude_classes), dtype=np.int64))
+        if not keep.any():
+            raise ValueError(f"exclude_classes={list(exclude_classes)} leaves no examples")
+    return np.flatnonzero(keep)
+
+
+def balanced_subset(targets: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
+    """Positions of a class-balanced subset: ``n_labels // n_classes`` per class, drawn with
+    ``seed`` (without replacement), returned in increasing order."""
+    present = np.unique(targets)
+    per_class = n_labels // len(present)
+    if per_class == 0:
+        raise ValueError(f"n_labels={n_labels} is less than the number of classes ({len(present)})")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in present:
+        members = np.flatnonzero(targets == c)
+        if len(members) < per_class:
+            raise ValueError(
+                f"n_labels={n_labels} needs {per_class} examples per class but class {c} "
+                f"has only {len(members)}"
+            )
+        chosen.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def _select(
+    targets: np.ndarray | None,
+    n: int,
+    *,
+    classes: Sequence[int] | None,
+    exclude_classes: Sequence[int],
+    limit: int | None,
+    n_labels: int | None,
+    seed: int,
+) -> np.ndarray:
+    """Apply the class filters, ``limit`` and ``n_labels``; return the kept indices."""
+    idx = np.arange(n)
+    if targets is not None:
+        idx = filter_classes(targets, classes, exclude_classes)
+    if limit is not None:
+        idx = idx[:limit]
+    if n_labels is not None and targets is not None:
+        idx = idx[balanced_subset(targets[idx], n_labels, seed)]
+    return idx
+
+
+def _load_arrays(
+    key: str,
+    name: str,
+    split: str,
+    root: Root,
+    *,
+    limit: int | None,
+    image_size: int | None,
+    seed: int,
+    download: bool,
+    n_samples: int,
+) -> Arrays:
+    """The raw arrays of one split (image folders already cropped, resized and limited)."""
+    if key in TOY_GENERATORS:
+        return make_toy(key, n_samples, seed, split)
+    if key == "image-folder":
+        paths = sources.image_folder_paths(split, root, name)[:limit]
+        size = image_size or DEFAULT_IMAGE_FOLDER_SIZE
+        return load_image_files(paths, size, desc=f"loading {name}"), None
+    if key == "digits":
+        return sources.load_digits_split(split)
+    if key == "mnist5k":
+        return sources.load_mnist5k_split(split)
+    if key == "idx":
+        return sources.load_idx_split(split, root)
+    loaders = {
+        "mnist": sources.load_mnist_split,
+        "fashion-mnist": sources.load_fashion_split,
+        "cifar10": sources.load_cifar10_split,
+        "svhn": sources.load_svhn_split,
+    }
+    return loaders[key](split, root, download)
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike[str] | None = None,
+    *,
+    image_size: int | None = None,
+    exclude_classes: Sequence[int] = (),
+    classes: Sequence[int] | None = None,
+    n_labels: int | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+    n_samples: int = 20000,
+) -> ArrayDataset:
+    """Load one split of a data set into memory.
+
+    Args:
+        name: one of :data:`DATASETS` (``"celeba"`` is an alias of ``"image-folder"``).
+        split: ``"train"`` or ``"test"``; also ``"all"`` (digits, mnist5k), ``"valid"``
+            and ``"train50k"`` (mnist), ``"extra"`` (svhn), ``"valid"`` (toy data).
+        root: folder holding the files (required for ``idx``; for ``image-folder`` the
+            default is ``cache_dir()/<name>``). Otherwise looked up in root, root/<name>,
+            ``cache_dir()/<name>``, then the data set's system location.
+        image_size: resize images to ``image_size`` x ``image_size`` (Pillow, bilinear,
+            anti-aliased); image folders default to 64 after a centre square crop.
+        exclude_classes: labels to drop (anomaly detection hold-out).
+        classes: keep only these labels.
+        n_labels: keep a class-balanced subset of ``n_labels // n_classes`` per class,
+            drawn with ``seed``.
+        limit: keep the first ``limit`` examples after the class filters (image folders:
+            the first ``limit`` files, before they are read).
+        seed: seed of the labelled subset and of the toy data's draws.
+        download: fetch mnist / fashion-mnist / cifar10 / svhn into the cache if missing.
+        n_samples: number of points drawn for the toy 2-D data sets.
+
+    Returns:
+        An :class:`ArrayDataset`: uint8 ``(N, C, H, W)`` images or float32 ``(N, 2)`` toy
+        points, with int64 labels (``None`` for image folders).
+
+    Raises:
+        ValueError: unknown name, split or bad option value (the message names it).
+        DatasetNotFoundError: the files are not on this machine (the message says how to
+            get them).
+    """
+    key = _canonical(name)
+    _check_options(key, split, image_size, n_labels, limit, n_samples)
+    label_options = classes is not None or bool(exclude_classes) or n_labels is not None
+    if key == "image-folder" and label_options:
+        raise ValueError(
+            f"classes / exclude_classes / n_labels: {name} has no labels; remove these options"
+        )
+    data, targets = _load_arrays(
+        key,
+        name,
+        split,
+        root,
+        limit=limit,
+        image_size=image_size,
+        seed=seed,
+        download=download,
+        n_samples=n_samples,
+    )
+    idx = _select(
+        targets,
+        len(data),
+        classes=classes,
+        exclude_classes=exclude_classes,
+        limit=limit,
+        n_labels=n_labels,
+        seed=seed,
+    )
+    if len(idx) < len(data):
+        data = data[idx]
+        targets = None if targets is None else targets[idx]
+    if image_size is not None and data.ndim == 4:
+        data = resize_images(data, image_size)
+    return ArrayDataset(name, np.ascontiguousarray(data), targets)

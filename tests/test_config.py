@@ -1,0 +1,64 @@
+"""Config parsing and validation: bad keys, types and values fail before training."""
+
+from __future__ import annotations
+
+import pytest
+
+from lebm.config import PRESETS, build_config, preset_config
+from lebm.errors import ConfigError
+
+
+def test_every_preset_resolves_and_validates():
+    for name in PRESETS:
+        cfg = preset_config(name)
+        assert cfg.preset == name
+        if name.startswith("abp-"):
+            assert cfg.model.prior == "gaussian"
+            twin = preset_config(name[4:])
+            assert cfg.model.n_z == twin.model.n_z and cfg.model.generator == twin.model.generator
+    for required in ("digits", "mnist", "fashion-mnist", "svhn", "cifar10", "celeba64", "toy2d"):
+        assert required in PRESETS and f"abp-{required}" in PRESETS
+
+
+def test_overrides_parse_to_the_field_types():
+    cfg = build_config("digits", ["model.prior_steps=7", "sigma=0.25",
+                                  "model.energy_widths=[50, 60]", "train.progress=false",
+                                  "data.n_labels=none", "data.exclude_classes=1,4"])
+    assert cfg.model.prior_steps == 7 and cfg.model.sigma == 0.25
+    assert cfg.model.energy_widths == (50, 60)
+    assert cfg.train.progress is False and cfg.data.n_labels is None
+    assert cfg.data.exclude_classes == (1, 4)
+
+
+@pytest.mark.parametrize("item, match", [
+    ("model.prior_stepz=3", r"unknown config key 'model.prior_stepz'; did you mean model.prior_steps"),
+    ("nonsense=1", "unknown config key 'nonsense'"),
+    ("modle.n_z=3", "unknown config section"),
+    ("model.n_z=abc", r"model.n_z: expected an integer, got 'abc'"),
+    ("model.sigma=-1", r"model.sigma: must be > 0"),
+    ("model.prior_steps=-3", r"model.prior_steps: must be >= 0"),
+    ("train.progress=maybe", "train.progress: expected true or false"),
+    ("model.generator=resnet", "model.generator: must be one of mlp, conv"),
+    ("method.beta1_g=1.0", r"method.beta1_g: must be < 1"),
+    ("model.sigma=nan", "must be a finite number"),
+    ("data.name=imagenet", "data.name: unknown data set 'imagenet'"),
+    ("model.data_shape=1,2", "set from the data"),
+    ("train.device=tpu", "train.device"),
+    ("missing-equals", "--set expects key=value"),
+])
+def test_bad_overrides_are_rejected_with_the_key_named(item, match):
+    with pytest.raises(ConfigError, match=match):
+        build_config("digits", [item])
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        preset_config("nope")
+
+
+def test_round_trip_through_dict():
+    from lebm.config import RunConfig
+
+    cfg = build_config("svhn", ["model.prior_steps=11"])
+    again = RunConfig.from_dict(cfg.to_dict())
+    assert again == cfg

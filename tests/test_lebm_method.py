@@ -1,0 +1,83 @@
+"""The LEBM training step: signs, detach rules, scaling, ABP."""
+
+from __future__ import annotations
+
+import torch
+
+from lebm.methods import LEBM, LEBMConfig
+from lebm.models import LatentEBM, ModelConfig
+
+
+def _model(prior: str = "ebm") -> LatentEBM:
+    torch.manual_seed(0)
+    return LatentEBM(ModelConfig(n_z=4, generator="mlp", gen_widths=(16,), data_shape=(1, 8, 8),
+                                 prior=prior, energy_widths=(16,), prior_steps=4,
+                                 posterior_steps=4))
+
+
+def test_losses_follow_reference_equations():
+    """L_G = mean_i ‖x_i − g(z_i)‖² (no 1/2σ², §0.4); L_f = mean f(z_prior) − mean f(z_post)."""
+    model = _model()
+    x = torch.rand(6, 1, 8, 8) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    out = LEBM(model, LEBMConfig()).step(x, gen)
+
+    # replay the two chains with the same random stream (posterior first, then prior)
+    gen = torch.Generator().manual_seed(0)
+    z_post = model.infer(x, gen)
+    z_prior, _ = model.sample_latent(6, gen)
+    with torch.no_grad():
+        want_g = ((x - model.generator(z_post)) ** 2).flatten(1).sum(1).mean()
+        f = model.prior.neg_energy
+        want_e = f(z_prior).mean() - f(z_post).mean()
+    torch.testing.assert_close(out.losses["generator"].detach(), want_g)
+    torch.testing.assert_close(out.losses["energy"].detach(), want_e)
+
+    out_gauss = LEBM(model, LEBMConfig(recon_loss="gaussian")).step(
+        x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out_gauss.losses["generator"].detach(), want_g / (2 * 0.3**2))
+
+
+def test_chains_leave_parameters_untouched_and_outputs_detached():
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    LEBM(model, LEBMConfig()).step(torch.rand(3, 1, 8, 8), torch.Generator().manual_seed(0))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert all(p.grad is None for p in model.parameters())
+    assert flags == {n: p.requires_grad for n, p in model.named_parameters()}
+
+
+def test_energy_update_raises_f_on_posterior_relative_to_prior():
+    model = _model()
+    method = LEBM(model, LEBMConfig(lr_e=1e-2))
+    specs = method.optimizers()
+    opt = torch.optim.SGD(specs["energy"].params, lr=0.05)
+    x = torch.rand(50, 1, 8, 8) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    z_post = model.infer(x, gen)
+    z_prior, _ = model.sample_latent(50, gen)
+    f = model.prior.neg_energy
+    gap_before = (f(z_post).mean() - f(z_prior).mean()).item()
+    for _ in range(5):
+        opt.zero_grad()
+        (f(z_prior).mean() - f(z_post).mean()).backward()
+        opt.step()
+    assert (f(z_post).mean() - f(z_prior).mean()).item() > gap_before
+
+
+def test_abp_has_no_energy_network_or_prior_chain():
+    model = _model("gaussian")
+    method = LEBM(model, LEBMConfig())
+    assert set(method.optimizers()) == {"generator"}
+    out = method.step(torch.rand(3, 1, 8, 8), torch.Generator().manual_seed(0), diagnostics=True)
+    assert set(out.losses) == {"generator"}
+    assert "f_pos" not in out.metrics and "post_grad_norm_last" in out.metrics
+
+
+def test_on_divergence_shrinks_step_sizes():
+    model = _model()
+    method = LEBM(model, LEBMConfig())
+    method.on_divergence(0.5)
+    assert model.config.prior_step_size == 0.2 and model.config.posterior_step_size == 0.05

@@ -1,0 +1,220 @@
+"""Training: run folder, exact resume, crash recovery, NaN rollback, ``lebm.load``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lebm
+from lebm.config import build_config
+from lebm.errors import DivergenceError, LebmError
+from lebm.train import Trainer, latest_checkpoint, load_training_state
+from lebm.train.checkpoint import save_checkpoint
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run) / "model.safetensors"))
+
+
+def _assert_same_state(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"weight {k} differs"
+    sa = load_training_state(latest_checkpoint(a))
+    sb = load_training_state(latest_checkpoint(b))
+    assert sa["step"] == sb["step"]
+    assert torch.equal(sa["rng"]["chain"], sb["rng"]["chain"])
+    for name, opt in sa["optimizers"].items():
+        for pid, st in opt["state"].items():
+            for key, val in st.items():
+                assert torch.equal(val, sb["optimizers"][name]["state"][pid][key]), (name, key)
+
+
+def test_run_folder_layout(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 8})
+    Trainer(cfg, tmp_path / "run").fit()
+    run = tmp_path / "run"
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["format"] == "lebm-run" and meta["config"]["model"]["data_shape"] == [1, 8, 8]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    assert {"loss_generator", "loss_energy", "mse", "f_pos", "f_neg", "lr_generator",
+            "post_grad_norm_last", "prior_logp_last"} <= rows[-1].keys()
+    assert (run / "samples" / "step_00000008_samples.png").is_file()
+    assert (run / "samples" / "step_00000008_recon.png").is_file()
+    for plot in ("losses.png", "energy.png", "chains.png"):
+        assert (run / "plots" / plot).stat().st_size > 1000
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert ckpts == ["step_00000000", "step_00000004", "step_00000008"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000008"
+    model = lebm.load(run)
+    assert model.sample(2).shape == (2, 1, 8, 8)
+    # an existing run is not silently overwritten
+    with pytest.raises(LebmError, match="already holds a run"):
+        Trainer(cfg, run)
+
+
+@pytest.mark.parametrize("preset", ["digits", "abp-digits"])
+def test_resume_is_bit_exact(tmp_path, tiny_overrides, preset):
+    """N steps, stop, resume to 2N == 2N steps straight (weights, Adam moments, RNG)."""
+    # 6 steps = 1.5 epochs of 4 batches: the resume crosses an epoch boundary and LR decay.
+    straight = build_config(preset, tiny_overrides, **{"train.max_steps": 12})
+    Trainer(straight, tmp_path / "straight").fit()
+
+    half = build_config(preset, tiny_overrides, **{"train.max_steps": 6,
+                                                   "train.checkpoint_every": 3})
+    Trainer(half, tmp_path / "resumed").fit()
+    Trainer.resume(tmp_path / "resumed", max_steps=12).fit()
+    _assert_same_state(tmp_path / "straight", tmp_path / "resumed")
+    rows = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().split("\n")
+            if x]
+    assert [r["step"] for r in rows] == list(range(2, 13, 2))
+
+
+def test_resume_drops_log_lines_after_the_checkpoint(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 6,
+                                                    "train.checkpoint_every": 4})
+    Trainer(cfg, tmp_path / "r").fit()  # checkpoints at 0, 4 and (final) 6
+    save_dir = tmp_path / "r" / "checkpoints"
+    (save_dir / "latest").write_text("step_00000004\n")  # pretend we died after step 6 logs
+    import shutil
+
+    shutil.rmtree(save_dir / "step_00000006")
+    trainer = Trainer.resume(tmp_path / "r")
+    assert trainer.step == 4
+    steps = [json.loads(x)["step"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]
+
+
+def test_incomplete_checkpoint_is_skipped(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 4})
+    trainer = Trainer(cfg, tmp_path / "r")
+    trainer.fit()
+    root = tmp_path / "r" / "checkpoints"
+    torn = root / "step_00000009"
+    torn.mkdir()
+    (torn / "config.json").write_text("{}")  # no weights, no state: a torn write
+    (root / "latest").write_text("step_00000009\n")
+    assert latest_checkpoint(tmp_path / "r").name == "step_00000004"
+    # a corrupt state file is reported, not unpickled
+    (root / "step_00000004" / "training_state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(LebmError, match="cannot read"):
+        Trainer.resume(tmp_path / "r")
+
+
+def test_training_state_loads_with_weights_only(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 4})
+    Trainer(cfg, tmp_path / "r").fit()
+    state = torch.load(latest_checkpoint(tmp_path / "r") / "training_state.pt",
+                       weights_only=True)
+    assert state["step"] == 4 and set(state["optimizers"]) == {"generator", "energy"}
+
+
+def test_nan_rolls_back_and_shrinks_steps(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 10})
+    trainer = Trainer(cfg, tmp_path / "r")
+    real_step = trainer.method.step
+    calls = {"n": 0}
+
+    def flaky(x, gen, diagnostics=False):
+        out = real_step(x, gen, diagnostics)
+        calls["n"] += 1
+        if calls["n"] == 7:  # step index 6: after the checkpoint at step 4
+            out.losses["energy"] = out.losses["energy"] * float("nan")
+        return out
+
+    trainer.method.step = flaky
+    lr0 = trainer.optimizers["generator"].param_groups[0]["lr"]
+    trainer.fit()
+    assert trainer.step == 10 and trainer.n_divergences == 1
+    events = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().split("\n")
+              if x and "event" in x]
+    assert len(events) == 1
+    assert events[0]["bad_step"] == 6 and events[0]["step"] == 4
+    assert events[0]["quantity"].startswith("loss_energy=nan")
+    assert trainer.model.config.prior_step_size == pytest.approx(0.4 * 0.8)
+    assert trainer.optimizers["generator"].param_groups[0]["lr"] < lr0 * 0.6
+    for p in trainer.model.parameters():
+        assert torch.isfinite(p).all()
+    # the reduced step size is saved with the model
+    assert lebm.load(tmp_path / "r").config.prior_step_size == pytest.approx(0.32)
+
+
+def test_persistent_nan_gives_up_with_a_clear_error(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 10,
+                                                    "train.max_divergences": 2})
+    trainer = Trainer(cfg, tmp_path / "r")
+    real_step = trainer.method.step
+
+    def broken(x, gen, diagnostics=False):
+        out = real_step(x, gen, diagnostics)
+        out.metrics["z_post_norm"] = torch.tensor(float("inf"))
+        return out
+
+    trainer.method.step = broken
+    with pytest.raises(DivergenceError, match=r"step 0: .*z_post_norm=inf.*gave up after 2"):
+        trainer.fit()
+
+
+def test_save_checkpoint_is_atomic_against_failures(tmp_path, tiny_overrides, monkeypatch):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 4})
+    trainer = Trainer(cfg, tmp_path / "r")
+    trainer.fit()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "r", 99, trainer.model, {})
+    assert latest_checkpoint(tmp_path / "r").name == "step_00000004"
+
+
+def _lebm(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lebm", *args], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_kill_9_mid_run_then_resume(tmp_path, tiny_overrides):
+    """SIGKILL during training (checkpoints every step), then `lebm resume` finishes the run
+    from the last complete checkpoint, and matches an uninterrupted run bit for bit."""
+    run = tmp_path / "killed"
+    args = ["train", "digits", "--run-dir", str(run), "--max-steps", "100000"]
+    for o in tiny_overrides + ["train.checkpoint_every=1", "train.sample_every=1000"]:
+        args += ["--set", o]
+    proc = subprocess.Popen([sys.executable, "-m", "lebm", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        pointer = run / "checkpoints" / "latest"
+        while time.time() < deadline:
+            if pointer.exists() and int(pointer.read_text().strip()[5:] or 0) >= 9:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("training made no progress")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    last_good = latest_checkpoint(run)
+    k = int(last_good.name[5:])
+    target = k + 5
+    res = _lebm("resume", str(run), "--max-steps", str(target), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {run} at step {k} of {target}" in res.stdout
+    assert latest_checkpoint(run).name == f"step_{target:08d}"
+    assert not list((run / "checkpoints").glob(".tmp_*"))
+
+    straight = build_config("digits", tiny_overrides, **{"train.max_steps": target})
+    Trainer(straight, tmp_path / "straight").fit()
+    _assert_same_state(tmp_path / "straight", run)
