@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from lebm.models import LatentEBM
 
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LatentEBM:
     """Load a model from a run folder (its latest checkpoint) or a model folder.
 
     A model folder is what ``model.save_pretrained(dir)`` writes (``config.json`` +

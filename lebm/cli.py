@@ -117,13 +117,11 @@ def _cmd_sample(a: argparse.Namespace) -> int:
 
 
 def _cmd_reconstruct(a: argparse.Namespace) -> int:
-    import math
-
     import torch
 
     import lebm
     from lebm.train.trainer import load_data, load_heldout, read_run_config
-    from lebm.viz import save_image_grid
+    from lebm.viz import save_pairs_grid
 
     if a.n < 1:
         raise LebmError(f"--n must be >= 1, got {a.n}")
@@ -135,8 +133,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
         raise LebmError("reconstruct writes image grids; this run's data are not images")
     recon = model.reconstruct(x, torch.Generator().manual_seed(a.seed))
     mse = float((recon - x).pow(2).mean())
-    paired = torch.stack([x, recon], 1).flatten(0, 1)
-    save_image_grid(paired, a.out, nrow=2 * max(1, int(math.sqrt(len(x) / 2))))
+    save_pairs_grid(x, recon, a.out)
     print(f"wrote {len(x)} originals and reconstructions (pairs, left = original) to {a.out}; "
           f"MSE per pixel in [-1, 1] = {mse:.5f}")
     return 0

@@ -81,7 +81,7 @@ class RunConfig:
     train: TrainConfig
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"preset": self.preset, "method_name": self.method_name}
+        d: dict[str, Any] = {"preset": self.preset, "method_name": self.method_name}
         for s in SECTIONS:
             d[s] = dataclasses.asdict(getattr(self, s))
         return d
@@ -106,7 +106,7 @@ def _method_class(name: str) -> type:
     return METHODS[name]
 
 
-def _section_classes(method_cls: type) -> dict[str, type]:
+def _section_classes(method_cls: Any) -> dict[str, type]:
     return {"data": DataConfig, "model": ModelConfig, "method": method_cls.Config,
             "train": TrainConfig}
 

@@ -58,7 +58,8 @@ class ModelConfig:
     prior_step_size: float = field(default=0.4, metadata={"gt": 0})
     posterior_steps: int = field(default=20, metadata={"min": 0})
     posterior_step_size: float = field(default=0.1, metadata={"gt": 0})
-    init_std: float = field(default=1.0, metadata={"gt": 0, "help": "chains start at N(0, init_std²)"})
+    init_std: float = field(default=1.0, metadata={"gt": 0,
+                                                   "help": "chains start at N(0, init_std²)"})
     langevin_noise: bool = True
     data_shape: tuple[int, ...] = field(default=(), metadata={"internal": True})
 
@@ -250,7 +251,7 @@ def read_model_meta(directory: Path) -> dict[str, Any]:
 MODEL_CLASSES: dict[str, type[LatentEBM]] = {"LatentEBM": LatentEBM}
 
 
-def load_model(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_model(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> LatentEBM:
     """Load any registered model class from a folder written by ``save_pretrained``."""
     meta = read_model_meta(Path(directory))
     cls = MODEL_CLASSES.get(meta.get("class", ""))

@@ -40,10 +40,20 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | N
     img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     scale = scale or max(1, 256 // max(images.shape[-1], 1) // 4)
     if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     path = Path(path)
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
+
+
+def save_pairs_grid(originals: torch.Tensor, reconstructions: torch.Tensor,
+                    path: str | os.PathLike) -> Path:
+    """Save (original, reconstruction) pairs side by side, about √n pairs per row."""
+    if originals.shape != reconstructions.shape:
+        raise ValueError("originals and reconstructions must have the same shape")
+    paired = torch.stack([originals, reconstructions], 1).flatten(0, 1)
+    pairs_per_row = max(1, math.ceil(math.sqrt(len(originals))))
+    return save_image_grid(paired, path, nrow=2 * pairs_per_row)
 
 
 def _pyplot():
@@ -78,7 +88,7 @@ def save_scatter(points: dict[str, torch.Tensor], path: str | os.PathLike,
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """Read ``metrics.jsonl`` (skips a torn last line)."""
-    rows = []
+    rows: list[dict] = []
     p = Path(path)
     if not p.exists():
         return rows

@@ -31,7 +31,8 @@ def test_overrides_parse_to_the_field_types():
 
 
 @pytest.mark.parametrize("item, match", [
-    ("model.prior_stepz=3", r"unknown config key 'model.prior_stepz'; did you mean model.prior_steps"),
+    ("model.prior_stepz=3",
+     r"unknown config key 'model.prior_stepz'; did you mean model.prior_steps"),
     ("nonsense=1", "unknown config key 'nonsense'"),
     ("modle.n_z=3", "unknown config section"),
     ("model.n_z=abc", r"model.n_z: expected an integer, got 'abc'"),

@@ -92,7 +92,8 @@ def test_resume_drops_log_lines_after_the_checkpoint(tmp_path, tiny_overrides):
     shutil.rmtree(save_dir / "step_00000006")
     trainer = Trainer.resume(tmp_path / "r")
     assert trainer.step == 4
-    steps = [json.loads(x)["step"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(x)["step"] for x in lines]
     assert steps == [2, 4]
 
 

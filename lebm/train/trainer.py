@@ -39,7 +39,13 @@ from lebm.train.checkpoint import (
     load_training_state,
     save_checkpoint,
 )
-from lebm.viz import plot_curves, read_metrics, save_image_grid, save_scatter
+from lebm.viz import (
+    plot_curves,
+    read_metrics,
+    save_image_grid,
+    save_pairs_grid,
+    save_scatter,
+)
 
 RUN_FORMAT = "lebm-run"
 
@@ -92,6 +98,8 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
 class Trainer:
     """Train ``cfg`` into ``run_dir``; ``Trainer.resume(run_dir)`` continues a run."""
+
+    step: int
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, overwrite: bool = False,
                  _resume: bool = False) -> None:
@@ -365,10 +373,8 @@ class Trainer:
             model.train(was_training)
         stem = self.run_dir / "samples" / f"step_{self.step:08d}"
         if samples.dim() == 4:
-            paired = torch.stack([x, recon], 1).flatten(0, 1)  # original, reconstruction, ...
             return [save_image_grid(samples, f"{stem}_samples.png"),
-                    save_image_grid(paired, f"{stem}_recon.png",
-                                    nrow=2 * max(1, int(math.sqrt(len(x) / 2))))]
+                    save_pairs_grid(x, recon, f"{stem}_recon.png")]
         if samples.shape[1] == 2:
             many_gen = torch.Generator(device=self.device).manual_seed(seed + 5)
             model.eval()
