@@ -219,3 +219,22 @@ def test_kill_9_mid_run_then_resume(tmp_path, tiny_overrides):
     straight = build_config("digits", tiny_overrides, **{"train.max_steps": target})
     Trainer(straight, tmp_path / "straight").fit()
     _assert_same_state(tmp_path / "straight", run)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, tiny_overrides):
+    run = tmp_path / "r"
+    args = ["train", "digits", "--run-dir", str(run), "--max-steps", "100000"]
+    for o in tiny_overrides + ["train.checkpoint_every=100000", "train.sample_every=100000"]:
+        args += ["--set", o]
+    proc = subprocess.Popen([sys.executable, "-m", "lebm", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    step = load_training_state(latest_checkpoint(run))["step"]
+    assert step >= 2  # beyond the step-0 checkpoint: the interrupt saved the current step

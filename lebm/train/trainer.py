@@ -17,12 +17,16 @@ checkpoint, so N steps + resume to 2N equals 2N steps straight, bit for bit on C
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,26 @@ from lebm.viz import (
 )
 
 RUN_FORMAT = "lebm-run"
+
+
+@contextlib.contextmanager
+def _deferred_sigint() -> Iterator[Callable[[], bool]]:
+    """Turn the first SIGINT into a flag the loop checks between steps (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    hits = []
+
+    def handler(signum: int, frame: Any) -> None:
+        hits.append(signum)
+        if len(hits) > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hits)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -301,7 +325,15 @@ class Trainer:
             fh.write(json.dumps(row) + "\n")
 
     def fit(self) -> dict[str, Any]:
-        """Train up to ``train.max_steps``; returns the last logged scalars."""
+        """Train up to ``train.max_steps``; returns the last logged scalars.
+
+        Ctrl-C stops after the current step with a checkpoint (a second Ctrl-C aborts at
+        once, keeping the previous checkpoint); either way ``KeyboardInterrupt`` is raised.
+        """
+        with _deferred_sigint() as interrupted:
+            return self._loop(interrupted)
+
+    def _loop(self, interrupted: Callable[[], bool]) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         t = self.cfg.train
@@ -312,6 +344,11 @@ class Trainer:
         steps_since = 0
         try:
             while self.step < t.max_steps:
+                if interrupted():
+                    self._checkpoint()
+                    self._print(f"interrupted at step {self.step}; checkpoint saved. "
+                                f"Continue with `lebm resume {self.run_dir}`")
+                    raise KeyboardInterrupt
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 scalars, bad = self._one_step(diagnostics=log_now)
                 if bad is not None:
@@ -341,13 +378,8 @@ class Trainer:
                 if self.step % t.checkpoint_every == 0 or self.step == t.max_steps:
                     self._checkpoint()
                     self.write_plots()
-        except KeyboardInterrupt:
+        finally:
             bar.close()
-            self._checkpoint()
-            self._print(f"interrupted at step {self.step}; checkpoint saved. Continue with "
-                        f"`lebm resume {self.run_dir}`")
-            raise
-        bar.close()
         return last
 
     # ------------------------------------------------------------------ outputs
