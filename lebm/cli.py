@@ -100,14 +100,11 @@ def _cmd_sample(a: argparse.Namespace) -> int:
 
     if a.n < 1:
         raise LebmError(f"--n must be >= 1, got {a.n}")
+    if a.steps is not None and a.steps < 0:
+        raise LebmError(f"--steps must be >= 0, got {a.steps}")
     model = lebm.load(a.run_dir)
     gen = torch.Generator().manual_seed(a.seed)
-    kwargs = {} if a.steps is None else {"n_steps": a.steps}
-    out = []
-    for start in range(0, a.n, 500):
-        z, _ = model.sample_latent(min(500, a.n - start), gen, **kwargs)
-        out.append(model.decode(z))
-    x = torch.cat(out)
+    x = model.sample(a.n, gen, **({} if a.steps is None else {"n_steps": a.steps}))
     if x.dim() == 4:
         save_image_grid(x, a.out)
     else:

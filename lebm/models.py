@@ -176,13 +176,16 @@ class LatentEBM(nn.Module):
         return self.generator(z)
 
     def sample(self, n: int, generator: torch.Generator | None = None,
-               batch_size: int = 500) -> torch.Tensor:
-        """``n`` samples ``x = g(z)``, ``z`` from short-run prior Langevin; batched."""
+               batch_size: int = 500, **chain_kwargs: Any) -> torch.Tensor:
+        """``n`` samples ``x = g(z)``, ``z`` from short-run prior Langevin; batched.
+
+        ``chain_kwargs`` (``n_steps``, ``step_size``) override the model's prior chain.
+        """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         out = []
         for start in range(0, n, batch_size):
-            z, _ = self.sample_latent(min(batch_size, n - start), generator)
+            z, _ = self.sample_latent(min(batch_size, n - start), generator, **chain_kwargs)
             out.append(self.decode(z))
         return torch.cat(out)
 

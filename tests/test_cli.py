@@ -40,6 +40,8 @@ def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):
     assert "at step 4 of 8" in out and "done: step 8" in out
 
     assert main(["sample", str(run), "--n", "9", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["sample", str(run), "--n", "2", "--steps", "0", "--out",
+                 str(tmp_path / "s0.png")]) == 0
     img = Image.open(tmp_path / "s.png")
     assert img.width > 24 and img.height > 24  # a 3×3 grid of 8×8 images, upscaled
 
@@ -67,6 +69,8 @@ def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):
     (["train", "digits", "--run-dir", "{tmp}/a", "--set", "train.batch_size=5000"],
      "exceeds the data set size"),
     (["resume", "{tmp}/no-such-run"], "no config.json"),
+    (["sample", "{tmp}", "--n", "0", "--out", "{tmp}/x.png"], "--n must be >= 1"),
+    (["sample", "{tmp}", "--steps", "-1", "--out", "{tmp}/x.png"], "--steps must be >= 0"),
     (["sample", "{tmp}/no-such-run", "--out", "{tmp}/x.png"], "does not exist"),
     (["reconstruct", "{tmp}/no-such-run", "--out", "{tmp}/x.png"], "no config.json"),
 ])
