@@ -68,6 +68,8 @@ def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):
      "svhn"),
     (["train", "digits", "--run-dir", "{tmp}/a", "--set", "train.batch_size=5000"],
      "exceeds the data set size"),
+    (["train", "digits", "--run-dir", "{tmp}/a", "--set", "model.generator=conv"],
+     "conv generator supports image sizes 16, 28, 32 and 64, got 8"),
     (["resume", "{tmp}/no-such-run"], "no config.json"),
     (["sample", "{tmp}", "--n", "0", "--out", "{tmp}/x.png"], "--n must be >= 1"),
     (["sample", "{tmp}", "--steps", "-1", "--out", "{tmp}/x.png"], "--steps must be >= 0"),

@@ -173,7 +173,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _build(self, model_cfg: ModelConfig) -> None:
-        self.model = LatentEBM(model_cfg).to(self.device)
+        try:
+            self.model = LatentEBM(model_cfg).to(self.device)
+        except ValueError as exc:  # an architecture that cannot fit the data
+            raise ConfigError(f"model: {exc}") from exc
         self.cfg.model = model_cfg
         self.method = METHODS[self.cfg.method_name](self.model, self.cfg.method)
         self.specs = self.method.optimizers()
