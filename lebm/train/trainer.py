@@ -151,9 +151,9 @@ class Trainer:
             self._load_state(ckpt)
             self._truncate_metrics(self.step)
         else:
-            self._prepare_run_dir(overwrite)
             torch.manual_seed(t.seed)  # network initialisation
             self._build(cfg.model)
+            self._prepare_run_dir(overwrite)  # only once everything above has succeeded
             self.step = 0
             self.chain_gen.manual_seed(t.seed + 1)
             self._write_run_config()
