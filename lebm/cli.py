@@ -78,13 +78,16 @@ def _cmd_resume(a: argparse.Namespace) -> int:
     trainer = Trainer.resume(a.run_dir, a.max_steps)
     if a.no_progress:
         trainer.cfg.train.progress = False
-    print(f"resuming {a.run_dir} at step {trainer.step} of {trainer.cfg.train.max_steps}")
+    if trainer.dist.is_main:
+        print(f"resuming {a.run_dir} at step {trainer.step} of {trainer.cfg.train.max_steps}")
     last = trainer.fit()
     _report(trainer, last)
     return 0
 
 
 def _report(trainer, last: dict) -> None:
+    if not trainer.dist.is_main:
+        return
     rd = trainer.run_dir
     keys = [k for k in ("loss_generator", "loss_energy", "mse") if k in last]
     summary = ", ".join(f"{k}={last[k]:.4g}" for k in keys)

@@ -43,6 +43,7 @@ from lebm.train.checkpoint import (
     load_training_state,
     save_checkpoint,
 )
+from lebm.train.distributed import init_distributed
 from lebm.viz import (
     plot_curves,
     read_metrics,
@@ -131,12 +132,13 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
+        self.dist, self.device = init_distributed(resolve_device(t.device))
         self.data = load_data(cfg, "train")
-        if len(self.data) < t.batch_size:
-            raise ConfigError(f"train.batch_size={t.batch_size} exceeds the data set size "
-                              f"({len(self.data)} examples)")
-        self.steps_per_epoch = len(self.data) // t.batch_size
+        global_batch = t.batch_size * self.dist.world
+        if len(self.data) < global_batch:
+            raise ConfigError(f"train.batch_size={t.batch_size} × {self.dist.world} process(es) "
+                              f"exceeds the data set size ({len(self.data)} examples)")
+        self.steps_per_epoch = len(self.data) // global_batch
         self.heldout = load_heldout(cfg, t.n_grid)
         cfg.model.data_shape = tuple(self.data.sample_shape)
         if cfg.model.generator == "conv" and len(cfg.model.data_shape) != 3:
@@ -149,13 +151,15 @@ class Trainer:
             torch.manual_seed(t.seed)
             self._build(ModelConfig.from_dict(model_cfg))
             self._load_state(ckpt)
-            self._truncate_metrics(self.step)
+            if self.dist.is_main:
+                self._truncate_metrics(self.step)
         else:
             torch.manual_seed(t.seed)  # network initialisation
             self._build(cfg.model)
+            self.dist.broadcast_module(self.model)
             self._prepare_run_dir(overwrite)  # only once everything above has succeeded
             self.step = 0
-            self.chain_gen.manual_seed(t.seed + 1)
+            self.chain_gen.manual_seed(t.seed + 1 + 1_000_003 * self.dist.rank)
             self._write_run_config()
             self._checkpoint()
         self.n_divergences = 0
@@ -190,10 +194,18 @@ class Trainer:
 
     def _prepare_run_dir(self, overwrite: bool) -> None:
         rd = self.run_dir
-        if (rd / "checkpoints").exists() or (rd / "config.json").exists():
-            if not overwrite:
-                raise LebmError(f"{rd} already holds a run; continue it with `lebm resume {rd}` "
-                                "or start afresh with --overwrite")
+        exists = (rd / "checkpoints").exists() or (rd / "config.json").exists()
+        if exists and not overwrite:  # checked on every rank, so all of them stop
+            raise LebmError(f"{rd} already holds a run; continue it with `lebm resume {rd}` "
+                            "or start afresh with --overwrite")
+        self.dist.barrier()
+        if self.dist.is_main:
+            self._clear_and_make_run_dir(exists)
+        self.dist.barrier()
+
+    def _clear_and_make_run_dir(self, exists: bool) -> None:
+        rd = self.run_dir
+        if exists:
             for name in ("checkpoints", "samples", "plots"):
                 shutil.rmtree(rd / name, ignore_errors=True)
             for name in ("metrics.jsonl", "config.json", "eval.json"):
@@ -204,12 +216,15 @@ class Trainer:
     def _write_run_config(self) -> None:
         from lebm import __version__
 
+        if not self.dist.is_main:
+            return
         atomic_write_json(self.run_dir / "config.json", {
             "format": RUN_FORMAT,
             "lebm_version": __version__,
             "torch_version": torch.__version__,
             "python": platform.python_version(),
             "device": str(self.device),
+            "world_size": self.dist.world,
             "steps_per_epoch": self.steps_per_epoch,
             "n_train": len(self.data),
             "config": self.cfg.to_dict(),
@@ -223,14 +238,33 @@ class Trainer:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng": {"torch": torch.get_rng_state(), "chain": self.chain_gen.get_state()},
             "method": self.method.state(),
+            "world_size": self.dist.world,
         }
+        if self.dist.active:  # every rank's chain stream, so that resume is exact
+            state["rng"]["chain_ranks"] = torch.stack(
+                self.dist.gather(self.chain_gen.get_state().to(self.device))).cpu()
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
-    def _checkpoint(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.model, self._training_state(),
-                               keep=self.cfg.train.keep_checkpoints)
+    def _checkpoint(self) -> Path | None:
+        """Write a checkpoint (rank 0); with several processes, check replicas agree first."""
+        state = self._training_state()  # collective when distributed
+        if self.dist.active:
+            self._check_replicas_in_sync()
+        path = None
+        if self.dist.is_main:
+            path = save_checkpoint(self.run_dir, self.step, self.model, state,
+                                   keep=self.cfg.train.keep_checkpoints)
+        self.dist.barrier()
+        return path
+
+    def _check_replicas_in_sync(self) -> None:
+        flat = torch.cat([p.detach().reshape(-1) for p in self.model.parameters()])
+        digest = torch.stack([flat.sum(), flat.abs().sum(), (flat * flat).sum()]).double()
+        copies = self.dist.gather(digest)
+        if any(not torch.equal(c, copies[0]) for c in copies[1:]):
+            raise LebmError(f"step {self.step}: model replicas differ across processes")
 
     def _load_state(self, ckpt: Path) -> None:
         from safetensors.torch import load_file
@@ -246,8 +280,16 @@ class Trainer:
         for k, sch in self.schedulers.items():
             sch.load_state_dict(state["schedulers"][k])
         torch.set_rng_state(state["rng"]["torch"].cpu())
-        self.chain_gen.set_state(state["rng"]["chain"].cpu()
-                                 if self.device.type == "cpu" else state["rng"]["chain"])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world:
+            raise CheckpointError(f"{ckpt} was written by {saved_world} process(es); resume it "
+                                  f"with the same number (not {self.dist.world})")
+        chain = state["rng"]["chain"]
+        if self.dist.active:
+            chain = state["rng"]["chain_ranks"][self.dist.rank]
+        # clone: Generator.set_state reads a view's storage from its start (segfaults in
+        # torch 2.13 for a row of a stacked tensor)
+        self.chain_gen.set_state(chain.cpu().clone())
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         self.method.load_state(state.get("method", {}))
@@ -267,7 +309,8 @@ class Trainer:
             self._perm = torch.randperm(len(self.data), generator=g)
             self._perm_epoch = epoch
         b = self.cfg.train.batch_size
-        idx = self._perm[i * b:(i + 1) * b]
+        j = i * self.dist.world + self.dist.rank  # this rank's slice of the global batch
+        idx = self._perm[j * b:(j + 1) * b]
         return self.data.batch(idx).to(self.device)
 
     def _one_step(self, diagnostics: bool) -> tuple[dict[str, float], str | None]:
@@ -275,7 +318,8 @@ class Trainer:
         x = self._batch(self.step)
         out = self.method.step(x, self.chain_gen, diagnostics)
         named = {f"loss_{k}": v for k, v in out.losses.items()} | dict(out.metrics)
-        values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
+        values = self.dist.mean(
+            torch.stack([v.detach().float().reshape(()) for v in named.values()])).tolist()
         scalars = dict(zip(named, values))
         for k, v in scalars.items():
             if not math.isfinite(v):
@@ -289,6 +333,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         sum(out.losses.values()).backward()  # each optimiser owns its own parameters
         for name, opt in self.optimizers.items():
+            self.dist.average_gradients(self.specs[name].params)
             clip = self.specs[name].grad_clip
             if clip > 0:
                 scalars[f"grad_norm_{name}"] = float(
@@ -311,6 +356,8 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] *= t.divergence_lr_factor
         self.method.on_divergence(t.divergence_step_factor)
+        if not self.dist.is_main:
+            return
         msg = (f"step {bad_step}: {what}; rolled back to {ckpt.name}, learning rates "
                f"×{t.divergence_lr_factor}, method step sizes ×{t.divergence_step_factor} "
                f"(recovery {self.n_divergences}/{t.max_divergences})")
@@ -341,16 +388,18 @@ class Trainer:
 
         t = self.cfg.train
         last: dict[str, Any] = {}
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress,
+        main = self.dist.is_main
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (t.progress and main),
                    desc=self.cfg.preset, dynamic_ncols=True, mininterval=0.5)
         tick = time.perf_counter()
         steps_since = 0
         try:
             while self.step < t.max_steps:
-                if interrupted():
+                if self.dist.any(interrupted(), self.device):
                     self._checkpoint()
-                    self._print(f"interrupted at step {self.step}; checkpoint saved. "
-                                f"Continue with `lebm resume {self.run_dir}`")
+                    if main:
+                        self._print(f"interrupted at step {self.step}; checkpoint saved. "
+                                    f"Continue with `lebm resume {self.run_dir}`")
                     raise KeyboardInterrupt
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 scalars, bad = self._one_step(diagnostics=log_now)
@@ -367,7 +416,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()
                                  if k.startswith("loss_") or k == "mse"}, refresh=False)
-                if log_now:
+                if log_now and main:
                     now = time.perf_counter()
                     last = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
                             **scalars,
@@ -376,11 +425,12 @@ class Trainer:
                             "sec_per_step": (now - tick) / max(steps_since, 1)}
                     tick, steps_since = now, 0
                     self._log_event(last)
-                if self.step % t.sample_every == 0 or self.step == t.max_steps:
+                if main and (self.step % t.sample_every == 0 or self.step == t.max_steps):
                     self.write_grids()
                 if self.step % t.checkpoint_every == 0 or self.step == t.max_steps:
                     self._checkpoint()
-                    self.write_plots()
+                    if main:
+                        self.write_plots()
         finally:
             bar.close()
         return last
