@@ -86,6 +86,30 @@ def save_scatter(points: dict[str, torch.Tensor], path: str | os.PathLike,
     return path
 
 
+def save_density(log_density: torch.Tensor, extent: float, path: str | os.PathLike,
+                 points: torch.Tensor | None = None, title: str = "") -> Path:
+    """Heat map of an unnormalised 2-D log-density on ``[-extent, extent]²`` (rows = y).
+
+    The density is normalised over the grid for display; ``points`` are overlaid.
+    """
+    plt = _pyplot()
+    logp = log_density.detach().double().cpu()
+    prob = torch.exp(logp - torch.logsumexp(logp.flatten(), 0)).numpy()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    im = ax.imshow(prob, origin="lower", extent=(-extent, extent, -extent, extent),
+                   cmap="viridis")
+    if points is not None:
+        p = points.detach().float().cpu().numpy()
+        ax.scatter(p[:, 0], p[:, 1], s=2, c="white", alpha=0.5)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return path
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """Read ``metrics.jsonl`` (skips a torn last line)."""
     rows: list[dict] = []

@@ -238,3 +238,16 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, tiny_overrides):
     assert "checkpoint saved" in err and "Traceback" not in err
     step = load_training_state(latest_checkpoint(run))["step"]
     assert step >= 2  # beyond the step-0 checkpoint: the interrupt saved the current step
+
+
+def test_toy_run_draws_data_vs_samples_and_the_prior(tmp_path):
+    cfg = build_config("toy2d", ["data.limit=400",
+                                 "model.prior_steps=5", "model.posterior_steps=5",
+                                 "model.gen_widths=16", "model.energy_widths=16",
+                                 "train.batch_size=100", "train.progress=false",
+                                 "train.sample_every=4", "train.checkpoint_every=4"],
+                       **{"train.max_steps": 4})
+    Trainer(cfg, tmp_path / "toy").fit()
+    for kind in ("samples", "prior"):
+        assert (tmp_path / "toy" / "samples" / f"step_00000004_{kind}.png").stat().st_size > 5000
+    assert lebm.load(tmp_path / "toy").sample(3).shape == (3, 2)

@@ -47,6 +47,7 @@ from lebm.train.distributed import init_distributed
 from lebm.viz import (
     plot_curves,
     read_metrics,
+    save_density,
     save_image_grid,
     save_pairs_grid,
     save_scatter,
@@ -437,38 +438,51 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def write_grids(self) -> list[Path]:
-        """Sample grid from fixed noise and reconstruction grid of a fixed held-out batch."""
+        """Sample grid from fixed noise and reconstruction grid of a fixed held-out batch.
+
+        2-D data get a scatter of data vs samples; a 2-D latent a picture of the prior.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._write_grids()
+        finally:
+            self.model.train(was_training)
+
+    def _write_grids(self) -> list[Path]:
         n = self.cfg.train.n_grid
         seed = self.cfg.train.seed
         model = self.model
         gen = torch.Generator(device=self.device).manual_seed(seed + 2)
         z0 = model.init_latent(n, gen)
         chain_gen = torch.Generator(device=self.device).manual_seed(seed + 3)
-        was_training = model.training
-        model.eval()
-        try:
-            if model.prior.has_energy:
-                z, _ = model.sample_latent(n, chain_gen, z0=z0)
-            else:
-                z = z0 * model.config.sigma0 / model.config.init_std
-            samples = model.decode(z)
-            x = self.heldout.batch(torch.arange(min(n, len(self.heldout)))).to(self.device)
-            recon = model.reconstruct(x, torch.Generator(device=self.device).manual_seed(seed + 4))
-        finally:
-            model.train(was_training)
+        if model.prior.has_energy:
+            z, _ = model.sample_latent(n, chain_gen, z0=z0)
+        else:
+            z = z0 * model.config.sigma0 / model.config.init_std
+        samples = model.decode(z)
+        x = self.heldout.batch(torch.arange(min(n, len(self.heldout)))).to(self.device)
+        recon = model.reconstruct(x, torch.Generator(device=self.device).manual_seed(seed + 4))
         stem = self.run_dir / "samples" / f"step_{self.step:08d}"
         if samples.dim() == 4:
             return [save_image_grid(samples, f"{stem}_samples.png"),
                     save_pairs_grid(x, recon, f"{stem}_recon.png")]
+        written = []
         if samples.shape[1] == 2:
             many_gen = torch.Generator(device=self.device).manual_seed(seed + 5)
-            model.eval()
             more = model.sample(2000, many_gen)
-            model.train(was_training)
             real = self.data.batch(torch.arange(min(2000, len(self.data))))
-            return [save_scatter({"data": real, "samples": more}, f"{stem}_samples.png",
-                                 title=f"step {self.step}")]
-        return []
+            written.append(save_scatter({"data": real, "samples": more}, f"{stem}_samples.png",
+                                        title=f"step {self.step}"))
+        if model.config.n_z == 2 and model.prior.has_energy:
+            extent = 3.0 * model.config.sigma0
+            axis = torch.linspace(-extent, extent, 121, device=self.device)
+            grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
+            with torch.no_grad():
+                logp = model.prior_log_density(grid).reshape(121, 121)
+            written.append(save_density(logp, extent, f"{stem}_prior.png", points=z,
+                                        title=f"learned prior p(z), step {self.step}"))
+        return written
 
     def write_plots(self) -> None:
         rows = [r for r in read_metrics(self.run_dir / "metrics.jsonl") if "event" not in r]
