@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +66,17 @@ def _pyplot():
     return plt
 
 
+def _save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Lay out, write atomically as PNG, and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return path
+
+
 def save_scatter(points: dict[str, torch.Tensor], path: str | os.PathLike,
                  title: str = "") -> Path:
     """Scatter 2-D point sets (e.g. data vs samples) side by side with shared axes."""
@@ -79,11 +91,7 @@ def save_scatter(points: dict[str, torch.Tensor], path: str | os.PathLike,
         ax.set_aspect("equal")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_density(log_density: torch.Tensor, extent: float, path: str | os.PathLike,
@@ -103,11 +111,7 @@ def save_density(log_density: torch.Tensor, extent: float, path: str | os.PathLi
         ax.scatter(p[:, 0], p[:, 1], s=2, c="white", alpha=0.5)
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -144,8 +148,4 @@ def plot_curves(rows: Sequence[dict], groups: dict[str, Sequence[str]],
             ax.set_yscale("symlog")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
