@@ -109,6 +109,8 @@ def save_density(log_density: torch.Tensor, extent: float, path: str | os.PathLi
     if points is not None:
         p = points.detach().float().cpu().numpy()
         ax.scatter(p[:, 0], p[:, 1], s=2, c="white", alpha=0.5)
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
     return _save_figure(fig, path)

@@ -475,7 +475,7 @@ class Trainer:
             written.append(save_scatter({"data": real, "samples": more}, f"{stem}_samples.png",
                                         title=f"step {self.step}"))
         if model.config.n_z == 2 and model.prior.has_energy:
-            extent = 3.0 * model.config.sigma0
+            extent = max(3.0 * model.config.sigma0, 1.1 * float(z.abs().max()))
             axis = torch.linspace(-extent, extent, 121, device=self.device)
             grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
             with torch.no_grad():
