@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check lebm tests benchmarks
+	$(BIN)/ruff check lebm tests
 	$(BIN)/mypy lebm
 
 clean:
