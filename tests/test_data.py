@@ -371,9 +371,18 @@ def test_fashion_mnist_found_in_system_dir(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_fashion_mnist_missing_mentions_apt(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist") as e:
         load_dataset("fashion-mnist", root=tmp_path / "empty")
     assert "\n" not in str(e.value)
+
+
+def test_explicit_root_must_exist(tmp_path: Path) -> None:
+    """A typo in root must not silently fall back to another copy of the data."""
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        load_dataset("mnist", root=tmp_path / "typo")
+    with pytest.raises(ValueError, match="root: digits is built in"):
+        load_dataset("digits", root=tmp_path)
 
 
 # --------------------------------------------------------------------------- CIFAR-10

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from . import sources
-from .dataset import ArrayDataset
+from .dataset import ArrayDataset, DatasetNotFoundError
 from .images import load_image_files, resize_images
 from .toy import TOY_GENERATORS, make_toy
 
@@ -80,6 +81,22 @@ def _check_options(
         raise ValueError(f"limit must be a positive integer, got {limit}")
     if key in TOY_GENERATORS and n_samples <= 0:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+
+
+BUILT_IN = ("digits", "mnist5k", *TOY_GENERATORS)
+
+
+def _check_root(key: str, name: str, root: Root, download: bool) -> None:
+    """An explicit ``root`` must be used and must exist (unless we download into it)."""
+    if root is None:
+        return
+    if key in BUILT_IN:
+        raise ValueError(f"root: {name} is built in and reads no files; leave root unset")
+    if not download and not Path(root).exists():
+        raise DatasetNotFoundError(
+            f"root {os.fspath(root)!r} does not exist; point it at the folder holding the "
+            f"{name} files, or pass download=True to fetch them there"
+        )
 
 
 def filter_classes(
@@ -222,6 +239,7 @@ def load_dataset(
     """
     key = _canonical(name)
     _check_options(key, split, image_size, n_labels, limit, n_samples)
+    _check_root(key, name, root, download)
     label_options = classes is not None or bool(exclude_classes) or n_labels is not None
     if key == "image-folder" and label_options:
         raise ValueError(
