@@ -224,15 +224,22 @@ class LatentEBM(nn.Module):
         directory = Path(directory)
         meta = read_model_meta(directory)
         model = cls(ModelConfig.from_dict(meta["config"]))
-        try:
-            state = load_file(str(directory / "model.safetensors"), device=str(map_location))
-        except Exception as exc:  # safetensors raises several types on a torn file
-            raise CheckpointError(f"cannot read {directory / 'model.safetensors'}: {exc}") from exc
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(read_weights(directory, map_location),
+                                                    strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{directory}: weights do not match the config "
                                   f"(missing {missing}, unexpected {unexpected})")
         return model.to(map_location)
+
+
+def read_weights(directory: str | os.PathLike,
+                 map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of ``directory/model.safetensors``; a torn or missing file is reported."""
+    path = Path(directory) / "model.safetensors"
+    try:
+        return load_file(str(path), device=str(map_location))
+    except Exception as exc:  # safetensors raises several types on a torn file
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
 
 
 def read_model_meta(directory: Path) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from lebm.data import ArrayDataset, DownloadError, load_dataset
 from lebm.errors import CheckpointError, ConfigError, DataError, DivergenceError, LebmError
 from lebm.io import atomic_write_json, atomic_write_text
 from lebm.methods import METHODS
-from lebm.models import LatentEBM, ModelConfig
+from lebm.models import LatentEBM, ModelConfig, read_weights
 from lebm.train.checkpoint import (
     latest_checkpoint,
     load_training_state,
@@ -142,9 +142,6 @@ class Trainer:
         self.steps_per_epoch = len(self.data) // global_batch
         self.heldout = load_heldout(cfg, t.n_grid)
         cfg.model.data_shape = tuple(self.data.sample_shape)
-        if cfg.model.generator == "conv" and len(cfg.model.data_shape) != 3:
-            raise ConfigError(f"model.generator=conv needs image data; {cfg.data.name} has "
-                              f"shape {cfg.model.data_shape}: use generator=mlp")
 
         if _resume:
             ckpt = latest_checkpoint(self.run_dir)
@@ -268,13 +265,7 @@ class Trainer:
             raise LebmError(f"step {self.step}: model replicas differ across processes")
 
     def _load_state(self, ckpt: Path) -> None:
-        from safetensors.torch import load_file
-
-        try:
-            weights = load_file(str(ckpt / "model.safetensors"), device=str(self.device))
-        except Exception as exc:
-            raise CheckpointError(f"cannot read {ckpt / 'model.safetensors'}: {exc}") from exc
-        self.model.load_state_dict(weights)
+        self.model.load_state_dict(read_weights(ckpt, self.device))
         state = load_training_state(ckpt, self.device)
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
@@ -461,10 +452,10 @@ class Trainer:
         else:
             z = z0 * model.config.sigma0 / model.config.init_std
         samples = model.decode(z)
-        x = self.heldout.batch(torch.arange(min(n, len(self.heldout)))).to(self.device)
-        recon = model.reconstruct(x, torch.Generator(device=self.device).manual_seed(seed + 4))
         stem = self.run_dir / "samples" / f"step_{self.step:08d}"
         if samples.dim() == 4:
+            x = self.heldout.batch(torch.arange(min(n, len(self.heldout)))).to(self.device)
+            recon = model.reconstruct(x, torch.Generator(device=self.device).manual_seed(seed + 4))
             return [save_image_grid(samples, f"{stem}_samples.png"),
                     save_pairs_grid(x, recon, f"{stem}_recon.png")]
         written = []
