@@ -15,8 +15,10 @@ Models know their config: ``save_pretrained(dir)`` writes ``config.json`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,10 @@ from lebm.likelihoods import GaussianLikelihood
 from lebm.nets import ACTIVATIONS, GENERATORS, EnergyMLP, build_generator
 from lebm.priors import EBMPrior, GaussianPrior
 from lebm.sampling import ChainTrace, frozen, run_chain
+from lebm.sampling.precision import resolve_dtype
 
 MODEL_FORMAT = "lebm-model"
+CHAIN_DTYPES = ("float32", "bfloat16", "auto")
 
 
 @dataclass
@@ -61,6 +65,16 @@ class ModelConfig:
     init_std: float = field(default=1.0, metadata={"gt": 0,
                                                    "help": "chains start at N(0, init_std²)"})
     langevin_noise: bool = True
+    chain_dtype: str = field(default="float32", metadata={
+        "choices": CHAIN_DTYPES,
+        "help": "generator precision inside Langevin chains (auto = bfloat16 where the "
+                "hardware has native bf16 matmul); z, noise and updates stay float32"})
+    channels_last: bool = field(default=False, metadata={
+        "help": "channels-last conv weights inside chains (faster oneDNN/cuDNN kernels)"})
+    update_dtype: str = field(default="float32", metadata={
+        "choices": CHAIN_DTYPES,
+        "help": "autocast precision of g's forward/backward in the learning update; "
+                "weights and optimiser stay float32"})
     data_shape: tuple[int, ...] = field(default=(), metadata={"internal": True})
 
     @classmethod
@@ -109,6 +123,35 @@ class LatentEBM(nn.Module):
         return self.prior.log_density(z) + self.likelihood.log_prob(x, self.generator(z))
 
     # ------------------------------------------------------------------ chains
+    @contextlib.contextmanager
+    def chain_mode(self) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+        """The networks as Langevin chains see them; yields the chain's generator ``g``.
+
+        Inside, every parameter is frozen (no parameter graph), autocast is off, and the
+        generator runs on a copy of its weights cast once to ``chain_dtype`` (and to
+        channels-last when ``channels_last``); the returned ``g`` takes and returns
+        float32, so ``z``, the noise and the update stay float32 (REFERENCE §0.2).
+        """
+        c = self.config
+        dtype = resolve_dtype(c.chain_dtype, self.device)
+        gen = self.generator
+        fast = dtype != torch.float32 or c.channels_last
+        if fast:
+            params = {}
+            for name, p in gen.named_parameters():
+                q = p.detach().to(dtype)
+                if c.channels_last and q.dim() == 4:
+                    q = q.contiguous(memory_format=torch.channels_last)
+                params[name] = q
+            params.update({n: b.to(dtype) for n, b in gen.named_buffers()})
+
+            def g(z: torch.Tensor) -> torch.Tensor:
+                return torch.func.functional_call(gen, params, (z.to(dtype),)).float()
+        else:
+            g = gen
+        with frozen(self), torch.autocast(self.device.type, enabled=False):
+            yield g
+
     def init_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Chain initialisation ``z0 ~ N(0, init_std² I)``, shape ``(n, n_z)``."""
         dev = self.device
@@ -134,7 +177,7 @@ class LatentEBM(nn.Module):
             z = c.sigma0 * torch.randn(n, c.n_z, generator=generator, device=self.device)
             return z, None
         z0 = self.init_latent(n, generator) if z0 is None else z0
-        with frozen(self):
+        with self.chain_mode():
             return run_chain(
                 self.prior_log_density, z0,
                 c.prior_steps if n_steps is None else n_steps,
@@ -156,9 +199,9 @@ class LatentEBM(nn.Module):
         self._check_data(x)
         c = self.config
         z0 = self.init_latent(x.shape[0], generator) if z0 is None else z0
-        with frozen(self):
+        with self.chain_mode() as g:
             return run_chain(
-                lambda z: self.log_joint(z, x), z0,
+                lambda z: self.prior.log_density(z) + self.likelihood.log_prob(x, g(z)), z0,
                 c.posterior_steps if n_steps is None else n_steps,
                 c.posterior_step_size if step_size is None else step_size,
                 noise=c.langevin_noise, generator=generator, record=record,
@@ -169,6 +212,17 @@ class LatentEBM(nn.Module):
               **chain_kwargs: Any) -> torch.Tensor:
         """Posterior samples ``z ~ q(z|x)`` by short-run Langevin, shape ``(batch, n_z)``."""
         return self.infer_latent(x, generator, **chain_kwargs)[0]
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """``g(z)`` with a graph to the parameters, for the learning update (float32 out).
+
+        Runs under bf16 autocast when ``update_dtype`` resolves to bfloat16.
+        """
+        dtype = resolve_dtype(self.config.update_dtype, self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=dtype == torch.bfloat16):
+            out = self.generator(z)
+        return out.float()
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

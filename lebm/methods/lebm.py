@@ -73,7 +73,7 @@ class LEBM:
         if has_energy:
             z_prior, prior_trace = model.sample_latent(x.shape[0], generator, record=diagnostics)
 
-        sq_err = squared_error(x, model.generator(z_post))
+        sq_err = squared_error(x, model.generate(z_post))
         loss_g = sq_err.mean()
         if self.config.recon_loss == "gaussian":
             loss_g = loss_g / (2 * model.likelihood.sigma**2)

@@ -1,0 +1,90 @@
+"""Shared pieces of the benchmark scripts: timing, machine description, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], Any], iters: int, warmup: int,
+               device: torch.device) -> list[float]:
+    """Wall seconds of ``iters`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the result as the last line: one JSON object."""
+    print(json.dumps(result), flush=True)
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of the matmuls and convolutions ``fn`` runs (PyTorch's flop registry).
+
+    A plain dispatch mode rather than ``FlopCounterMode``, whose module hooks do not
+    support ``torch.autograd.grad`` (used by every Langevin step).
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    total = 0
+
+    class Counter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+            nonlocal total
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            rule = flop_registry.get(func._overloadpacket)
+            if rule is not None:
+                total += int(rule(*args, **kwargs, out_val=out))
+            return out
+
+    with Counter():
+        fn()
+    return total
