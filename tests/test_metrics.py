@@ -1,0 +1,52 @@
+"""Fréchet distance against closed forms; the MNIST feature network against its accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lebm.metrics import FeatureStats, MNISTFeatures, frechet_distance
+
+
+def test_frechet_distance_closed_form_gaussians():
+    # 1-D: d² = (μ1 − μ2)² + (σ1 − σ2)²
+    a = FeatureStats(np.array([1.0]), np.array([[4.0]]), 10)
+    b = FeatureStats(np.array([-2.0]), np.array([[1.0]]), 10)
+    assert frechet_distance(a, b) == pytest.approx(9.0 + 1.0)
+    # commuting (diagonal) covariances: Σ (σ1ᵢ − σ2ᵢ)² + ‖Δμ‖²
+    s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])
+    a = FeatureStats(np.zeros(3), np.diag(s1), 10)
+    b = FeatureStats(np.array([1.0, 0.0, 2.0]), np.diag(s2), 10)
+    want = 5.0 + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)
+    assert frechet_distance(a, b) == pytest.approx(want)
+    # a general SPD pair: symmetric in its arguments, zero on itself
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(4, 4))
+    c = m @ m.T + np.eye(4)
+    a, b = FeatureStats(np.ones(4), c, 10), FeatureStats(np.zeros(4), np.eye(4), 10)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_feature_stats_from_samples():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(20000, 2, generator=g) * torch.tensor([1.0, 3.0]) + torch.tensor([2.0, 0.0])
+    s = FeatureStats.of(f)
+    np.testing.assert_allclose(s.mu, [2.0, 0.0], atol=0.05)
+    np.testing.assert_allclose(s.sigma, np.diag([1.0, 9.0]), atol=0.2)
+    with pytest.raises(ValueError, match="feature"):
+        FeatureStats.of(torch.zeros(1, 3))
+
+
+def test_mnist_features_classify_test_digits():
+    from lebm.data import load_dataset
+
+    test = load_dataset("mnist", "test", limit=500)
+    x = test.batch(torch.arange(len(test)))
+    net = MNISTFeatures()
+    acc = (net.logits(x).argmax(1) == test.targets).float().mean().item()
+    assert acc > 0.97
+    assert net.extract(x, batch_size=128).shape == (500, 128)
+    with pytest.raises(ValueError, match="28, 28"):
+        net(torch.zeros(2, 3, 32, 32))
