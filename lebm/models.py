@@ -121,9 +121,14 @@ class LatentEBM(nn.Module):
         """``ℓ_prior(z) = f(z) − ‖z‖²/(2σ0²)``, shape ``(batch,)``."""
         return self.prior.log_density(z)
 
-    def log_joint(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``ℓ_post(z; x) = f(z) − ‖z‖²/(2σ0²) − ‖x − g(z)‖²/(2σ²)``: one fused evaluation."""
-        return self.prior.log_density(z) + self.likelihood.log_prob(x, self.generator(z))
+    def log_joint(self, z: torch.Tensor, x: torch.Tensor,
+                  g: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``ℓ_post(z; x) = f(z) − ‖z‖²/(2σ0²) − ‖x − g(z)‖²/(2σ²)``: one fused evaluation.
+
+        ``g`` replaces the generator (chains pass the one ``chain_mode`` yields).
+        """
+        mean = (self.generator if g is None else g)(z)
+        return self.prior.log_density(z) + self.likelihood.log_prob(x, mean)
 
     # ------------------------------------------------------------------ chains
     @contextlib.contextmanager
@@ -132,26 +137,33 @@ class LatentEBM(nn.Module):
 
         Inside, every parameter is frozen (no parameter graph), autocast is off, and the
         generator runs on a copy of its weights cast once to ``chain_dtype`` (and to
-        channels-last when ``channels_last``); the returned ``g`` takes and returns
-        float32, so ``z``, the noise and the update stay float32 (REFERENCE §0.2).
+        channels-last when ``channels_last``), made on ``g``'s first call; ``g`` takes and
+        returns float32, so ``z``, the noise and the update stay float32 (REFERENCE §0.2).
         """
         c = self.config
         dtype = resolve_dtype(c.chain_dtype, self.device)
-        gen = self.generator
-        params = {}
-        for name, p in gen.named_parameters():
-            q = p.detach().to(dtype)
-            if c.channels_last and q.dim() == 4:
-                q = q.contiguous(memory_format=torch.channels_last)
-            params[name] = q
-        params.update({n: b.to(dtype) for n, b in gen.named_buffers()})
         call = _compiled_call(self.device.type) if c.compile else _call
+        params: dict[str, torch.Tensor] = {}
 
         def g(z: torch.Tensor) -> torch.Tensor:
-            return call(gen, params, z.to(dtype)).float()
+            if not params:  # cast on first use: prior-only chains never pay for it
+                params.update(self._chain_weights(dtype))
+            return call(self.generator, params, z.to(dtype)).float()
 
         with frozen(self), torch.autocast(self.device.type, enabled=False):
             yield g
+
+    def _chain_weights(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Detached generator parameters and buffers in ``dtype`` (conv weights channels-last
+        when configured); no copy for float32 without channels-last."""
+        out = {}
+        for name, p in self.generator.named_parameters():
+            q = p.detach().to(dtype)
+            if self.config.channels_last and q.dim() == 4:
+                q = q.contiguous(memory_format=torch.channels_last)
+            out[name] = q
+        out.update({n: b.to(dtype) for n, b in self.generator.named_buffers()})
+        return out
 
     def init_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Chain initialisation ``z0 ~ N(0, init_std² I)``, shape ``(n, n_z)``."""
@@ -202,7 +214,7 @@ class LatentEBM(nn.Module):
         z0 = self.init_latent(x.shape[0], generator) if z0 is None else z0
         with self.chain_mode() as g:
             return run_chain(
-                lambda z: self.prior.log_density(z) + self.likelihood.log_prob(x, g(z)), z0,
+                lambda z: self.log_joint(z, x, g), z0,
                 c.posterior_steps if n_steps is None else n_steps,
                 c.posterior_step_size if step_size is None else step_size,
                 noise=c.langevin_noise, generator=generator, record=record,
@@ -240,10 +252,11 @@ class LatentEBM(nn.Module):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         out = []
-        for start in range(0, n, batch_size):
-            z, _ = self.sample_latent(min(batch_size, n - start), generator, **chain_kwargs)
-            with self.chain_mode() as g, torch.no_grad():
-                out.append(g(z))
+        with self.chain_mode() as g:  # one weight cast for every batch
+            for start in range(0, n, batch_size):
+                z, _ = self.sample_latent(min(batch_size, n - start), generator, **chain_kwargs)
+                with torch.no_grad():
+                    out.append(g(z))
         return torch.cat(out)
 
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None,
