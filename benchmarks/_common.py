@@ -12,6 +12,10 @@ from typing import Any
 
 import torch
 
+# The two settings every side-by-side comparison uses (compare_naive, quality_fastpath).
+FLOAT32 = ["chain_dtype=float32", "channels_last=false", "update_dtype=float32"]
+FAST = ["chain_dtype=bfloat16", "channels_last=true", "update_dtype=bfloat16"]
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":

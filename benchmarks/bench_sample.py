@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, machine, summary, time_calls  # noqa: E402
-from bench_train import SHAPES  # noqa: E402
+from bench_train import data_shape  # noqa: E402
 
 from lebm.config import build_config  # noqa: E402
 from lebm.models import LatentEBM  # noqa: E402
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = build_config(args.preset, args.overrides)
-    cfg.model.data_shape = SHAPES[cfg.data.name]
+    cfg.model.data_shape = data_shape(cfg)
     torch.manual_seed(0)
     model = LatentEBM(cfg.model).to(device).eval()
     g = torch.Generator(device=device).manual_seed(0)

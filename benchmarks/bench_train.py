@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import count_flops, emit, machine, summary, time_calls  # noqa: E402
 
 from lebm.config import build_config  # noqa: E402
+from lebm.likelihoods import squared_error  # noqa: E402
 from lebm.methods import METHODS  # noqa: E402
 from lebm.models import LatentEBM  # noqa: E402
 from lebm.sampling.precision import resolve_dtype  # noqa: E402
@@ -36,12 +37,17 @@ SHAPES = {"svhn": (3, 32, 32), "cifar10": (3, 32, 32), "mnist": (1, 28, 28),
           "8gaussians": (2,), "pinwheel": (2,), "rings": (2,)}
 
 
-def build(preset: str, overrides: list[str], device: torch.device):
-    cfg = build_config(preset, overrides)
+def data_shape(cfg) -> tuple[int, ...]:
+    """The shape of one example of ``cfg``'s data set, honouring ``data.image_size``."""
     shape = SHAPES[cfg.data.name]
     if cfg.data.image_size and len(shape) == 3:
         shape = (shape[0], cfg.data.image_size, cfg.data.image_size)
-    cfg.model.data_shape = shape
+    return shape
+
+
+def build(preset: str, overrides: list[str], device: torch.device):
+    cfg = build_config(preset, overrides)
+    shape = cfg.model.data_shape = data_shape(cfg)
     torch.manual_seed(cfg.train.seed)
     model = LatentEBM(cfg.model).to(device)
     method = METHODS[cfg.method_name](model, cfg.method)
@@ -64,8 +70,6 @@ def make_iteration(method, opts, x, g):
         for opt in opts.values():
             opt.step()
     return iteration
-
-
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         def update() -> None:
             for opt in opts.values():
                 opt.zero_grad(set_to_none=True)
-            ((x - model.generate(z)) ** 2).flatten(1).sum(1).mean().backward()
+            squared_error(x, model.generate(z)).mean().backward()
             for opt in opts.values():
                 opt.step()
         parts["generator_update"] = update

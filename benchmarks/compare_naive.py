@@ -20,10 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import FAST, FLOAT32  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_NAIVE = HERE.parent.parent / "shared" / "bench" / "naive_lebm_iter.py"
-FLOAT32 = ["chain_dtype=float32", "channels_last=false", "update_dtype=float32"]
-FAST = ["chain_dtype=bfloat16", "channels_last=true", "update_dtype=bfloat16"]
 
 
 def last_json(cmd: list[str]) -> dict:

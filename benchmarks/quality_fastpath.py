@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = {
-    "float32": ["chain_dtype=float32", "channels_last=false", "update_dtype=float32"],
-    "fast": ["chain_dtype=bfloat16", "channels_last=true", "update_dtype=bfloat16"],
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import FAST, FLOAT32  # noqa: E402
+
+VARIANTS = {"float32": FLOAT32, "fast": FAST}
 
 
 def train_all(out: Path, steps: int, runs: list[tuple[str, int]], jobs: int,
