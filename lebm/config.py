@@ -197,11 +197,24 @@ _BASE_PRESETS: dict[str, Preset] = {
 def _abp_twin(name: str, p: Preset) -> Preset:
     over = {k: dict(v) for k, v in p.overrides.items()}
     over.setdefault("model", {})["prior"] = "gaussian"
-    return Preset(f"ABP baseline (Gaussian prior) of '{name}'", p.method, over)
+    return Preset(f"ABP baseline of '{name}': its generator, Gaussian prior, posterior "
+                  "Langevin", "abp", over)
+
+
+def _vae_twin(name: str, p: Preset) -> Preset:
+    over = {k: dict(v) for k, v in p.overrides.items()}
+    model = over.setdefault("model", {})
+    model.update(prior="gaussian", inference="encoder",
+                 encoder="conv" if model.get("generator", "conv") == "conv" else "mlp")
+    lebm_method = over.get("method", {})
+    over["method"] = {k: v for k, v in lebm_method.items() if k == "lr_decay"}
+    return Preset(f"VAE baseline of '{name}': its generator, Gaussian prior, amortised "
+                  "encoder", "vae", over)
 
 
 PRESETS: dict[str, Preset] = dict(_BASE_PRESETS)
 PRESETS.update({f"abp-{k}": _abp_twin(k, v) for k, v in _BASE_PRESETS.items()})
+PRESETS.update({f"vae-{k}": _vae_twin(k, v) for k, v in _BASE_PRESETS.items()})
 
 
 def preset_config(name: str) -> RunConfig:

@@ -151,3 +151,31 @@ def plot_curves(rows: Sequence[dict], groups: dict[str, Sequence[str]],
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return _save_figure(fig, path)
+
+
+def plot_chain_traces(traces: dict[str, dict[str, np.ndarray]], path: str | os.PathLike,
+                      marks: dict[str, int] | None = None) -> Path:
+    """Per-step chain diagnostics, one column per chain: mean log-density (with the 10–90 %
+    band over the batch) and mean ‖∇ log p‖. ``traces[name]`` holds ``(n_steps, batch)``
+    arrays ``log_density`` and ``grad_norm``; ``marks[name]`` draws a line at a step (e.g.
+    the training chain length)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(traces), figsize=(5 * len(traces), 6), squeeze=False)
+    for col, (name, tr) in enumerate(traces.items()):
+        for row, (key, label) in enumerate((("log_density", "log p̃ (unnormalised)"),
+                                            ("grad_norm", "‖∇ log p̃‖"))):
+            ax = axes[row, col]
+            a = np.asarray(tr[key], dtype=np.float64)
+            steps = np.arange(1, a.shape[0] + 1)
+            ax.plot(steps, a.mean(1), lw=1.2, label="mean")
+            lo, hi = np.percentile(a, [10, 90], axis=1)
+            ax.fill_between(steps, lo, hi, alpha=0.25, label="10–90 %")
+            if marks and name in marks:
+                ax.axvline(marks[name], color="k", ls="--", lw=0.8, label="training length")
+            ax.set_title(f"{name} chain: {label}")
+            ax.set_xlabel("Langevin step")
+            if key == "log_density" and np.ptp(a.mean(1)) > 50:
+                ax.set_yscale("symlog")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    return _save_figure(fig, path)

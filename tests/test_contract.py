@@ -1,4 +1,4 @@
-"""Contract test over every prior × generator: shapes, gradients, save/load, determinism."""
+"""Contract test over every method × generator: shapes, gradients, save/load, determinism."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lebm
-from lebm.methods import METHODS, LEBMConfig
+from lebm.methods import METHODS
 from lebm.models import LatentEBM, ModelConfig
 
 GENERATORS = {
@@ -17,20 +17,31 @@ GENERATORS = {
     "conv-32": dict(generator="conv", data_shape=(3, 32, 32), ngf=8),
     "conv-64": dict(generator="conv", data_shape=(3, 64, 64), ngf=4),
 }
-PRIORS = {"ebm": dict(prior="ebm", energy_widths=(16, 16)), "gaussian": dict(prior="gaussian")}
+# the model each method trains (every method in METHODS must appear here)
+METHOD_MODELS = {
+    "lebm": dict(prior="ebm", energy_widths=(16, 16)),
+    "abp": dict(prior="gaussian"),
+    "vae": dict(prior="gaussian", encoder="auto", inference="encoder"),
+}
 
 
-def _model(gen: str, prior: str, **kw) -> LatentEBM:
-    cfg = ModelConfig(n_z=6, prior_steps=3, posterior_steps=3, **GENERATORS[gen],
-                      **PRIORS[prior], **kw)
+def _model(gen: str, method: str, **kw) -> LatentEBM:
+    spec = dict(METHOD_MODELS[method])
+    if spec.get("encoder") == "auto":
+        spec["encoder"] = GENERATORS[gen]["generator"]
+    cfg = ModelConfig(n_z=6, prior_steps=3, posterior_steps=3, **GENERATORS[gen], **spec, **kw)
     return LatentEBM(cfg)
 
 
-@pytest.mark.parametrize("prior", PRIORS)
+def test_every_method_has_a_contract_case():
+    assert set(METHOD_MODELS) == set(METHODS)
+
+
+@pytest.mark.parametrize("method_name", METHOD_MODELS)
 @pytest.mark.parametrize("gen", GENERATORS)
-def test_model_contract(gen: str, prior: str, tmp_path):
+def test_model_contract(gen: str, method_name: str, tmp_path):
     torch.manual_seed(0)
-    model = _model(gen, prior)
+    model = _model(gen, method_name)
     shape = model.config.data_shape
     x = torch.rand(5, *shape) * 2 - 1
 
@@ -42,9 +53,10 @@ def test_model_contract(gen: str, prior: str, tmp_path):
     assert model.reconstruct(x).shape == x.shape
     assert model.prior_log_density(z).shape == (5,)
     assert model.log_joint(z, x).shape == (5,)
+    assert model.anomaly_score(x).shape == (5,)
 
     # gradients of the method's losses reach every parameter, and only through its optimiser
-    method = METHODS["lebm"](model, LEBMConfig())
+    method = METHODS[method_name](model, METHODS[method_name].Config())
     out = method.step(x, torch.Generator().manual_seed(1), diagnostics=True)
     specs = method.optimizers()
     assert set(out.losses) == set(specs)
@@ -71,6 +83,8 @@ def test_model_contract(gen: str, prior: str, tmp_path):
     torch.testing.assert_close(again.decode(zz), model.decode(zz), rtol=0, atol=0)
     torch.testing.assert_close(again.prior_log_density(zz), model.prior_log_density(zz),
                                rtol=0, atol=0)
+    torch.testing.assert_close(again.infer(x, torch.Generator().manual_seed(2)),
+                               model.infer(x, torch.Generator().manual_seed(2)), rtol=0, atol=0)
 
     # deterministic given a torch.Generator
     a = model.sample(4, torch.Generator().manual_seed(5))
@@ -107,7 +121,7 @@ def test_svhn_generator_is_the_paper_architecture():
 
 
 def test_model_rejects_bad_input():
-    model = _model("mlp-8x8", "ebm")
+    model = _model("mlp-8x8", "lebm")
     with pytest.raises(ValueError, match="expected data of shape"):
         model.infer(torch.zeros(2, 1, 7, 7))
     with pytest.raises(ValueError, match="NaN"):

@@ -50,3 +50,23 @@ def test_mnist_features_classify_test_digits():
     assert net.extract(x, batch_size=128).shape == (500, 128)
     with pytest.raises(ValueError, match="28, 28"):
         net(torch.zeros(2, 3, 32, 32))
+
+
+def test_scores_against_hand_computed_values():
+    from lebm.metrics.scores import accuracy, auprc, auroc, reconstruction_mse
+
+    # ranking [0.9 (a), 0.8 (n), 0.7 (a), 0.1 (n)]: precision at the two anomalies 1 and 2/3
+    s = np.array([0.1, 0.9, 0.8, 0.7])
+    y = np.array([0, 1, 0, 1])
+    assert auprc(s, y) == pytest.approx((1 + 2 / 3) / 2)
+    assert auroc(s, y) == pytest.approx(0.75)  # 3 of the 4 (anomaly, normal) pairs ordered
+    assert auprc(torch.tensor(-s), torch.tensor(1 - y)) == pytest.approx(auprc(-s, 1 - y))
+    with pytest.raises(ValueError, match="both normal and anomalous"):
+        auprc(s, np.zeros(4))
+    with pytest.raises(ValueError, match="NaN"):
+        auroc(np.array([0.0, np.nan]), np.array([0, 1]))
+    assert accuracy(torch.tensor([1, 2, 3]), torch.tensor([1, 0, 3])) == pytest.approx(2 / 3)
+    assert accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
+    x = torch.zeros(2, 1, 2, 2)
+    r = reconstruction_mse(x, torch.full_like(x, 0.5))
+    assert r == {"mse": pytest.approx(0.25), "mse_01": pytest.approx(0.0625)}

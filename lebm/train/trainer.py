@@ -478,7 +478,8 @@ class Trainer:
     def write_plots(self) -> None:
         rows = [r for r in read_metrics(self.run_dir / "metrics.jsonl") if "event" not in r]
         plots = self.run_dir / "plots"
-        plot_curves(rows, {"generator loss": ["loss_generator"], "EBM loss": ["loss_energy"],
+        plot_curves(rows, {"generator loss": ["loss_generator", "loss_model"],
+                           "EBM loss": ["loss_energy"], "KL(q ‖ prior)": ["kl"],
                            "reconstruction MSE / pixel": ["mse"]}, plots / "losses.png",
                     log_y=("generator loss",))
         plot_curves(rows, {"f on posterior vs prior samples": ["f_pos", "f_neg"],

@@ -1,0 +1,76 @@
+"""Bottom-up inference networks ``x -> (μ(x), log σ²(x))`` of a diagonal Gaussian q(z|x).
+
+Used by the VAE baseline (amortised inference) and by any model that sets
+``encoder`` (its posterior chain may then start from q instead of noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lebm.nets.activations import make_activation
+
+ENCODERS = ("none", "mlp", "conv")
+
+
+class MLPEncoder(nn.Module):
+    """``flatten(x) -> MLP -> (μ, log σ²)``, each ``(batch, n_z)``."""
+
+    def __init__(self, in_shape: Sequence[int], n_z: int, widths: Sequence[int] = (256, 256),
+                 activation: str = "leaky_relu") -> None:
+        super().__init__()
+        dims = [int(torch.tensor(tuple(in_shape)).prod()), *widths]
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(d_in, d_out), make_activation(activation)]
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(dims[-1], 2 * n_z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.trunk(x.flatten(1))).chunk(2, dim=1)
+        return mu, logvar
+
+
+class ConvEncoder(nn.Module):
+    """Mirror of ``ConvGenerator``: stride-2 convolutions (kernel 4, padding 1) halve the
+    resolution down to 4×4 (7×7 for 28×28), widths ``ngf·2 … ngf·2^L``, then a linear head.
+    """
+
+    def __init__(self, in_shape: Sequence[int], n_z: int, ngf: int = 64,
+                 activation: str = "leaky_relu") -> None:
+        super().__init__()
+        channels, height, width = in_shape
+        if height != width or height not in (16, 28, 32, 64):
+            raise ValueError(f"conv encoder supports square images of size 16, 28, 32 or 64, "
+                             f"got {height}×{width}; use encoder=mlp")
+        n_down = {16: 2, 28: 2, 32: 3, 64: 4}[height]
+        layers: list[nn.Module] = []
+        c_in, size = channels, height
+        for i in range(n_down):
+            c_out = ngf * 2 ** (i + 1) if height != 64 else ngf * 2 ** i
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), make_activation(activation)]
+            c_in, size = c_out, size // 2
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in * size * size, 2 * n_z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.trunk(x).flatten(1)).chunk(2, dim=1)
+        return mu, logvar
+
+
+def build_encoder(kind: str, in_shape: Sequence[int], n_z: int, *,
+                  widths: Sequence[int] = (256, 256), ngf: int = 64,
+                  activation: str = "leaky_relu") -> nn.Module | None:
+    """Build an encoder by name (``mlp``, ``conv``), or ``None`` for ``none``."""
+    if kind == "none":
+        return None
+    if kind == "mlp":
+        return MLPEncoder(in_shape, n_z, widths, activation)
+    if kind == "conv":
+        if len(in_shape) != 3:
+            raise ValueError(f"conv encoder needs image data (C, H, W), got shape {in_shape}")
+        return ConvEncoder(in_shape, n_z, ngf, activation)
+    raise ValueError(f"unknown encoder {kind!r}; choose one of {', '.join(ENCODERS)}")
