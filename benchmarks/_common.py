@@ -99,8 +99,10 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
     """Run ``lebm train`` commands ``parallel`` at a time; ``{run name: {seconds, steps}}``.
 
     ``jobs`` holds ``(run folder, command, steps)``. A run whose ``wall_seconds.json`` records
-    the same number of steps is reused, so an interrupted script picks up where it stopped.
-    Each run's output goes to ``<run>.log`` next to it; a failed run stops the script.
+    the same number of steps is reused; an unfinished run with a checkpoint is continued with
+    ``lebm resume`` (its wall time then covers this process only, marked ``resumed``), so an
+    interrupted script picks up where it stopped. Each run's output goes to ``<run>.log``
+    next to it; a failed run stops the script.
     """
     import subprocess
 
@@ -110,27 +112,32 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
         wall_file = run / "wall_seconds.json"
         if wall_file.is_file() and json.loads(wall_file.read_text()).get("steps") == steps:
             walls[run.name] = json.loads(wall_file.read_text())
+        elif (run / "checkpoints" / "latest").is_file() and (run / "config.json").is_file():
+            resume = [cmd[0], "-m", "lebm.cli", "resume", str(run), "--max-steps", str(steps),
+                      "--no-progress"]
+            todo.append((run, resume, steps))
         else:
             todo.append((run, cmd, steps))
-    running: list[tuple[Path, subprocess.Popen, float, int, Any]] = []
+    running: list[tuple[Path, subprocess.Popen, float, int, Any, list[str]]] = []
     while todo or running:
         while todo and len(running) < parallel:
             run, cmd, steps = todo.pop(0)
             run.parent.mkdir(parents=True, exist_ok=True)
-            log = open(run.parent / f"{run.name}.log", "w")
+            log = open(run.parent / f"{run.name}.log", "a")
             print("start", " ".join(cmd), flush=True)
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-            running.append((run, proc, time.perf_counter(), steps, log))
+            running.append((run, proc, time.perf_counter(), steps, log, cmd))
         time.sleep(2)
         for item in list(running):
-            run, proc, t0, steps, log = item
+            run, proc, t0, steps, log, cmd = item
             if proc.poll() is None:
                 continue
             running.remove(item)
             log.close()
             if proc.returncode != 0:
                 raise SystemExit(f"{run.name} failed; see {run.parent / (run.name + '.log')}")
-            wall = {"seconds": time.perf_counter() - t0, "steps": steps}
+            wall = {"seconds": time.perf_counter() - t0, "steps": steps,
+                    "resumed": "resume" in cmd}
             (run / "wall_seconds.json").write_text(json.dumps(wall))
             walls[run.name] = wall
             print("done", run.name, f"{wall['seconds']:.0f} s", flush=True)

@@ -202,14 +202,14 @@ class Evaluator:
         from lebm.metrics import FeatureStats, MNISTFeatures, frechet_distance
 
         feats = MNISTFeatures().to(self.device)
-        test = self._x(self.data(self.test_split, all_classes=True))
+        test = self._x(self.data(self.test_split))  # the run's classes: what it learned
         samples = self._samples(self.s.n_samples)
         value = frechet_distance(FeatureStats.of(feats.extract(samples)),
                                  FeatureStats.of(feats.extract(test)))
         return {"value": value, "recipe": {
             "features": "MNIST classifier 128-d penultimate layer (ccexam 1.0.0 weights)",
             "n_samples": len(samples), "reference": f"{self.test_split} split, {len(test)} "
-            "images, all classes", **self._sampler_recipe()}}
+            "images of the run's classes", **self._sampler_recipe()}}
 
     def eval_ll(self) -> dict[str, Any]:
         x = self._x(self.data(self.test_split, self.s.n_ll))
