@@ -2,7 +2,8 @@
 
 Metrics (``--metrics``; the default is every one that applies to the run's data and device):
 
-* ``mse``      test-split reconstruction error per pixel, images in [-1, 1] and in [0, 1];
+* ``mse``      test-split reconstruction error per pixel (per coordinate for vector data),
+               images in [-1, 1] and in [0, 1];
                ``z`` by the model's own inference (posterior Langevin with the training K, s).
 * ``fid``      Inception FID (TF 2015-12-05 graph) of prior samples against reference
                statistics of the training split, cached (default only on a GPU: ~0.25 s
@@ -110,9 +111,8 @@ class Evaluator:
     def applicable(self) -> list[str]:
         """Metrics that make sense for this run (FID only on a GPU by default)."""
         shape = tuple(self.model.config.data_shape)
-        out = []
+        out = ["mse"]
         if len(shape) == 3:
-            out.append("mse")
             if self.device.type == "cuda":
                 out.append("fid")
             if shape == (1, 28, 28):

@@ -32,7 +32,7 @@ from lebm.errors import CheckpointError
 from lebm.io import atomic_write, atomic_write_json
 from lebm.likelihoods import GaussianLikelihood
 from lebm.nets import ACTIVATIONS, ENCODERS, GENERATORS, EnergyMLP, build_encoder, build_generator
-from lebm.priors import EBMPrior, GaussianPrior
+from lebm.priors import EBMPrior, GaussianPrior, SymbolVectorPrior
 from lebm.sampling import ChainTrace, frozen, run_chain
 from lebm.sampling.precision import resolve_dtype
 
@@ -54,7 +54,11 @@ class ModelConfig:
     ngf: int = field(default=64, metadata={"min": 1, "help": "conv generator base width"})
     gen_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})
     gen_output: str = field(default="tanh", metadata={"choices": ("tanh", "identity")})
-    prior: str = field(default="ebm", metadata={"choices": ("ebm", "gaussian")})
+    prior: str = field(default="ebm", metadata={
+        "choices": ("ebm", "gaussian", "symbol"),
+        "help": "symbol = symbol-vector coupling: K logits, marginal F = logsumexp"})
+    n_classes: int = field(default=0, metadata={"min": 0,
+                                                "help": "K symbols of prior=symbol"})
     energy_widths: tuple[int, ...] = field(default=(200, 200), metadata={"min": 1})
     energy_activation: str = field(default="gelu", metadata={"choices": ACTIVATIONS})
     energy_spectral_norm: bool = False
@@ -114,8 +118,14 @@ class LatentEBM(nn.Module):
             self.prior: GaussianPrior = EBMPrior(net, c.n_z, c.sigma0)
         elif c.prior == "gaussian":
             self.prior = GaussianPrior(c.n_z, c.sigma0)
+        elif c.prior == "symbol":
+            if c.n_classes < 2:
+                raise ValueError(f"prior=symbol needs n_classes >= 2, got {c.n_classes}")
+            net = EnergyMLP(c.n_z, c.energy_widths, c.energy_activation, c.n_classes,
+                            c.energy_spectral_norm)
+            self.prior = SymbolVectorPrior(net, c.n_z, c.n_classes, c.sigma0)
         else:
-            raise ValueError(f"unknown prior {c.prior!r}; choose ebm or gaussian")
+            raise ValueError(f"unknown prior {c.prior!r}; choose ebm, gaussian or symbol")
         self.likelihood = GaussianLikelihood(c.sigma)
         self.encoder = build_encoder(c.encoder, c.data_shape, c.n_z, widths=c.gen_widths[::-1],
                                      ngf=c.ngf, activation=c.gen_activation)
@@ -191,19 +201,33 @@ class LatentEBM(nn.Module):
         n_steps: int | None = None,
         step_size: float | None = None,
         record: bool = False,
+        class_: int | None = None,
     ) -> tuple[torch.Tensor, ChainTrace | None]:
         """Short-run prior Langevin from ``z0`` (default fresh noise): ``(z, trace)``.
 
-        For the Gaussian prior the exact sample ``σ0 · ε`` is returned instead.
+        For the Gaussian prior the exact sample ``σ0 · ε`` is returned instead. With
+        ``class_=k`` (symbol-vector prior only) the chain targets ``p(z | y=k)``:
+        ``f_k(z) − ‖z‖²/(2σ0²)``.
         """
         c = self.config
+        target = self.prior_log_density
+        if class_ is not None:
+            prior = self.prior
+            if not isinstance(prior, SymbolVectorPrior):
+                raise ValueError("sampling a class needs a symbol-vector prior (prior=symbol)")
+            if not 0 <= class_ < prior.n_classes:
+                raise ValueError(f"class must be in 0..{prior.n_classes - 1}, got {class_}")
+            k = class_
+
+            def target(z: torch.Tensor) -> torch.Tensor:
+                return prior.class_log_density(z, k)
         if not self.prior.has_energy:
             z = c.sigma0 * torch.randn(n, c.n_z, generator=generator, device=self.device)
             return z, None
         z0 = self.init_latent(n, generator) if z0 is None else z0
         with self.chain_mode():
             return run_chain(
-                self.prior_log_density, z0,
+                target, z0,
                 c.prior_steps if n_steps is None else n_steps,
                 c.prior_step_size if step_size is None else step_size,
                 noise=c.langevin_noise, generator=generator, record=record,
@@ -249,6 +273,19 @@ class LatentEBM(nn.Module):
               **chain_kwargs: Any) -> torch.Tensor:
         """Posterior samples ``z ~ q(z|x)`` by short-run Langevin, shape ``(batch, n_z)``."""
         return self.infer_latent(x, generator, **chain_kwargs)[0]
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 batch_size: int = 500) -> torch.Tensor:
+        """Logits of ``p(y | z)`` at the inferred ``z`` (the encoder mean ``μ(x)`` for
+        ``inference="encoder"``, REFERENCE §2.1), shape ``(batch, K)``; argmax = prediction."""
+        prior = self.prior
+        if not isinstance(prior, SymbolVectorPrior):
+            raise ValueError("classify needs a symbol-vector prior (prior=symbol)")
+        out = []
+        for i in range(0, x.shape[0], batch_size):
+            out.append(prior.logits(self.infer(x[i:i + batch_size], generator)))
+        return torch.cat(out)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(μ(x), log σ²(x))`` of the amortised ``q(z|x)`` (with a graph to its weights)."""
@@ -336,8 +373,9 @@ class LatentEBM(nn.Module):
                batch_size: int = 500, **chain_kwargs: Any) -> torch.Tensor:
         """``n`` samples ``x = g(z)``, ``z`` from short-run prior Langevin; batched.
 
-        ``chain_kwargs`` (``n_steps``, ``step_size``) override the model's prior chain.
-        The images are generated at the chains' precision (``chain_dtype``).
+        ``chain_kwargs`` (``n_steps``, ``step_size``) override the model's prior chain;
+        ``class_=k`` samples symbol ``k`` of a symbol-vector prior. The images are generated
+        at the chains' precision (``chain_dtype``).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")

@@ -54,3 +54,36 @@ class EBMPrior(GaussianPrior):
     def log_density(self, z: torch.Tensor) -> torch.Tensor:
         """``log p̃(z) = f(z) − ‖z‖²/(2σ0²)``, shape ``(batch,)``."""
         return self.neg_energy(z) + self.base_log_density(z)
+
+
+class SymbolVectorPrior(EBMPrior):
+    """Symbol-vector coupling (REFERENCE §2.1): ``energy_net`` outputs ``K`` logits ``f_k(z)``.
+
+        p(y, z) ∝ exp(f_y(z)) N(z; 0, σ0² I)              (y one of K symbols)
+        p(z)    ∝ exp(F(z)) N(z; 0, σ0² I),  F(z) = logsumexp_k f_k(z)
+        p(y|z)  = softmax_k f_k(z)
+
+    ``neg_energy`` is the marginal's ``F``, so every chain and loss written for ``EBMPrior``
+    works unchanged on the marginal prior.
+    """
+
+    def __init__(self, energy_net: nn.Module, n_z: int, n_classes: int,
+                 sigma0: float = 1.0) -> None:
+        super().__init__(energy_net, n_z, sigma0)
+        if n_classes < 2:
+            raise ValueError(f"a symbol-vector prior needs n_classes >= 2, got {n_classes}")
+        self.n_classes = n_classes
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """``f(z) = (f_1(z), …, f_K(z))``, shape ``(batch, K)``."""
+        return self.energy_net(z)
+
+    def neg_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """``F(z) = logsumexp_k f_k(z)``, shape ``(batch,)``."""
+        return torch.logsumexp(self.logits(z), dim=1)
+
+    def class_log_density(self, z: torch.Tensor, y: torch.Tensor | int) -> torch.Tensor:
+        """``log p̃(z | y) = f_y(z) − ‖z‖²/(2σ0²)`` (unnormalised), shape ``(batch,)``."""
+        logits = self.logits(z)
+        y = torch.as_tensor(y, device=z.device).expand(z.shape[0])
+        return logits.gather(1, y[:, None]).squeeze(1) + self.base_log_density(z)
