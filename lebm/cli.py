@@ -1,4 +1,5 @@
-"""Command line: ``lebm train | resume | sample | reconstruct | eval | score | presets``.
+"""Command line: ``lebm train | resume | sample | reconstruct | eval | score | classify |
+presets``.
 
 Parsing and printing only; the work happens in ``lebm.train`` and the model. Errors
 caused by input (bad keys, missing data, corrupt checkpoints) print one line and exit
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="output PNG")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, help="prior Langevin steps (default: the model's)")
+    s.add_argument("--class", dest="class_", type=int, metavar="K",
+                   help="sample symbol K of a symbol-vector prior (SV-EBM runs)")
 
     c = sub.add_parser("reconstruct", help="write held-out images next to their reconstructions")
     c.add_argument("run_dir", type=Path, help="run folder")
@@ -71,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
                     "AUPRC (default: the run's data.exclude_classes)")
     sc.add_argument("--out", type=Path, required=True, help="output CSV (index,label,score)")
     sc.add_argument("--seed", type=int, default=0)
+
+    cl = sub.add_parser("classify", help="predict classes with a symbol-vector prior model")
+    cl.add_argument("run_dir", type=Path, help="run folder or model folder")
+    cl.add_argument("--data", required=True, help="data set name (see lebm.data.DATASETS)")
+    cl.add_argument("--root", help="folder or file of the data (csv, idx, image-folder, ...)")
+    cl.add_argument("--split", default="test")
+    cl.add_argument("--limit", type=int, help="the first N examples only")
+    cl.add_argument("--label-column", help="csv data: the label column (name or index)")
+    cl.add_argument("--out", type=Path, required=True,
+                    help="output CSV (index,label,predicted,p_0..p_K-1)")
+    cl.add_argument("--seed", type=int, default=0)
 
     ps = sub.add_parser("presets", help="list presets (one line each)")
     ps.add_argument("--keys", metavar="PRESET", help="list every config key of a preset")
@@ -132,7 +146,13 @@ def _cmd_sample(a: argparse.Namespace) -> int:
         raise LebmError(f"--steps must be >= 0, got {a.steps}")
     model = lebm.load(a.run_dir)
     gen = torch.Generator().manual_seed(a.seed)
-    x = model.sample(a.n, gen, **({} if a.steps is None else {"n_steps": a.steps}))
+    kwargs = {} if a.steps is None else {"n_steps": a.steps}
+    if a.class_ is not None:
+        kwargs["class_"] = a.class_
+    try:
+        x = model.sample(a.n, gen, **kwargs)
+    except ValueError as exc:  # a class out of range, or a model without symbols
+        raise LebmError(str(exc)) from exc
     if x.dim() == 4:
         save_image_grid(x, a.out)
     else:
@@ -180,20 +200,11 @@ def _cmd_score(a: argparse.Namespace) -> int:
     import torch
 
     import lebm
-    from lebm.data import load_dataset
     from lebm.io import atomic_write_text
     from lebm.metrics.scores import auprc, auroc
 
-    if a.limit is not None and a.limit < 1:
-        raise LebmError(f"--limit must be >= 1, got {a.limit}")
     model = lebm.load(a.run_dir)
-    image_size = None
-    if len(model.config.data_shape) == 3:
-        image_size = model.config.data_shape[-1]
-    try:
-        ds = load_dataset(a.data, a.split, a.root, image_size=image_size, limit=a.limit)
-    except (ValueError, OSError) as exc:
-        raise LebmError(f"{a.data} ({a.split}): {exc}") from exc
+    ds = _load_for_model(a, model)
     x = ds.batch(torch.arange(len(ds)))
     try:
         scores = model.anomaly_score(x.to(model.device), torch.Generator(
@@ -212,6 +223,53 @@ def _cmd_score(a: argparse.Namespace) -> int:
             print(f"anomalies = classes {anomalies}: AUPRC {auprc(scores, positive):.4f}, "
                   f"AUROC {auroc(scores, positive):.4f} "
                   f"(anomaly fraction {float(positive.float().mean()):.3f})")
+    return 0
+
+
+def _load_for_model(a: argparse.Namespace, model):
+    """The data named on the command line, resized to the model's images if needed."""
+    from lebm.data import load_dataset
+
+    if a.limit is not None and a.limit < 1:
+        raise LebmError(f"--limit must be >= 1, got {a.limit}")
+    image_size = model.config.data_shape[-1] if len(model.config.data_shape) == 3 else None
+    extra = {"label_column": a.label_column} if getattr(a, "label_column", None) else {}
+    try:
+        return load_dataset(a.data, a.split, a.root, image_size=image_size, limit=a.limit,
+                            **extra)
+    except (ValueError, OSError) as exc:
+        raise LebmError(f"{a.data} ({a.split}): {exc}") from exc
+
+
+def _cmd_classify(a: argparse.Namespace) -> int:
+    import torch
+
+    import lebm
+    from lebm.io import atomic_write_text
+    from lebm.metrics.scores import accuracy
+
+    model = lebm.load(a.run_dir)
+    ds = _load_for_model(a, model)
+    x = ds.batch(torch.arange(len(ds)))
+    try:
+        logits = model.classify(x.to(model.device), torch.Generator(
+            device=model.device).manual_seed(a.seed)).cpu()
+    except ValueError as exc:  # no symbol-vector prior, or data of the wrong shape
+        raise LebmError(str(exc)) from exc
+    probs = logits.softmax(1)
+    pred = probs.argmax(1)
+    labels = ds.targets.tolist() if ds.targets is not None else [""] * len(ds)
+    k = probs.shape[1]
+    lines = ["index,label,predicted," + ",".join(f"p_{j}" for j in range(k))]
+    for i, (y, p, row) in enumerate(zip(labels, pred.tolist(), probs.tolist())):
+        lines.append(f"{i},{y},{p}," + ",".join(f"{v:.5g}" for v in row))
+    atomic_write_text(a.out, "\n".join(lines) + "\n")
+    print(f"wrote {len(ds)} predictions to {a.out}")
+    if ds.targets is not None:
+        known = ds.targets >= 0
+        if known.any():
+            acc = accuracy(pred[known], ds.targets[known])
+            print(f"accuracy {acc:.4f} on {int(known.sum())} labelled examples")
     return 0
 
 
@@ -244,7 +302,7 @@ def _cmd_presets(a: argparse.Namespace) -> int:
 
 COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "sample": _cmd_sample,
             "reconstruct": _cmd_reconstruct, "eval": _cmd_eval, "score": _cmd_score,
-            "presets": _cmd_presets}
+            "classify": _cmd_classify, "presets": _cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,12 @@ class DataConfig:
     image_size: int | None = field(default=None, metadata={"min": 1})
     exclude_classes: tuple[int, ...] = field(default=(), metadata={"min": 0})
     classes: tuple[int, ...] | None = field(default=None, metadata={"min": 0})
-    n_labels: int | None = field(default=None, metadata={"min": 1})
+    n_labels: int | None = field(default=None, metadata={
+        "min": 1, "help": "a class-balanced labelled subset of this size"})
+    mask_unlabelled: bool = field(default=False, metadata={
+        "help": "with n_labels: keep every example, the others unlabelled (semi-supervised)"})
+    label_column: str | None = field(default=None, metadata={
+        "help": "csv data: the label column, by name or index (default: the last)"})
     limit: int | None = field(default=None, metadata={"min": 1})
     download: bool = False
     test_split: str | None = field(default="test", metadata={
@@ -212,9 +217,73 @@ def _vae_twin(name: str, p: Preset) -> Preset:
                   "encoder", "vae", over)
 
 
+# Symbol-vector coupling (REFERENCE §2.3): the 2-D toys are the ibebm toy row (learned
+# clusters, no labels); MNIST and tables are semi-supervised (a balanced labelled subset,
+# every other example unlabelled).
+_SV_TOY_MODEL = dict(n_z=2, generator="mlp", gen_widths=(200, 200), gen_output="identity",
+                     prior="symbol", energy_widths=(200,), energy_activation="gelu",
+                     encoder="mlp", inference="encoder", sigma=0.1, prior_steps=100,
+                     prior_step_size=0.4)
+_SV_TOY_METHOD = dict(lr=1e-3, lr_e=1e-4, mi_weight=15.0, cls_weight=0.0,
+                      labelled_batch_size=0)
+_SV_TABLE_MODEL = dict(n_z=8, generator="mlp", gen_widths=(64, 64), gen_output="identity",
+                       prior="symbol", energy_widths=(64,), encoder="mlp", inference="encoder",
+                       sigma=0.3, prior_steps=60, prior_step_size=0.4)
+_SV_TABLE_METHOD = dict(lr=1e-3, lr_e=1e-4, mi_weight=5.0, cls_weight=10.0,
+                        labelled_batch_size=64)
+
+
+def _sv_mnist(n_labels: int) -> Preset:
+    return Preset(
+        f"SV-EBM on MNIST with {n_labels} labels (balanced), the rest unlabelled", "svebm",
+        {"data": dict(name="mnist", n_labels=n_labels, mask_unlabelled=True),
+         "model": dict(_MNIST_MODEL, prior="symbol", n_classes=10, encoder="conv",
+                       inference="encoder"),
+         "method": dict(lr=2e-4, lr_e=5e-5, mi_weight=10.0, cls_weight=10.0,
+                        labelled_batch_size=100, lr_decay=0.998),
+         "train": dict(max_steps=30_000, sample_every=1000, checkpoint_every=1000)})
+
+
+def _sv_table(name: str, k: int, per_class: int) -> Preset:
+    return Preset(
+        f"SV-EBM on {name} (scikit-learn), {per_class} labels per class", "svebm",
+        {"data": dict(name=name, n_labels=k * per_class, mask_unlabelled=True),
+         "model": dict(_SV_TABLE_MODEL, n_classes=k), "method": _SV_TABLE_METHOD,
+         "train": dict(max_steps=3000, batch_size=64, sample_every=1000,
+                       checkpoint_every=1000)})
+
+
+_SV_PRESETS: dict[str, Preset] = {
+    "svebm-8gaussians": Preset(
+        "SV-EBM on 8 Gaussians: K=8 symbols learned without labels", "svebm",
+        {"data": dict(name="8gaussians"), "model": dict(_SV_TOY_MODEL, n_classes=8),
+         "method": _SV_TOY_METHOD,
+         "train": dict(max_steps=10_000, batch_size=500, sample_every=2000,
+                       checkpoint_every=2000)}),
+    "svebm-pinwheel": Preset(
+        "SV-EBM on the 5-arm pinwheel: K=5 symbols learned without labels", "svebm",
+        {"data": dict(name="pinwheel"),
+         "model": dict(_SV_TOY_MODEL, n_classes=5, gen_widths=(200, 200, 200)),
+         "method": _SV_TOY_METHOD,
+         "train": dict(max_steps=10_000, batch_size=500, sample_every=2000,
+                       checkpoint_every=2000)}),
+    "svebm-mnist-100": _sv_mnist(100),
+    "svebm-mnist-600": _sv_mnist(600),
+    "svebm-wine": _sv_table("wine", 3, 5),
+    "svebm-breast-cancer": _sv_table("breast-cancer", 2, 5),
+    "svebm-csv": Preset(
+        "SV-EBM on a CSV table (data.root=FILE.csv, data.label_column, data.n_labels, "
+        "model.n_classes)", "svebm",
+        {"data": dict(name="csv", mask_unlabelled=True, n_labels=20),
+         "model": dict(_SV_TABLE_MODEL, n_classes=2), "method": _SV_TABLE_METHOD,
+         "train": dict(max_steps=3000, batch_size=64, sample_every=1000,
+                       checkpoint_every=1000)}),
+}
+
 PRESETS: dict[str, Preset] = dict(_BASE_PRESETS)
 PRESETS.update({f"abp-{k}": _abp_twin(k, v) for k, v in _BASE_PRESETS.items()})
 PRESETS.update({f"vae-{k}": _vae_twin(k, v) for k, v in _BASE_PRESETS.items()})
+PRESETS.update(_SV_PRESETS)
 
 
 def preset_config(name: str) -> RunConfig:

@@ -64,7 +64,7 @@ def test_run_folder_layout(tmp_path, tiny_overrides):
         Trainer(cfg, run)
 
 
-@pytest.mark.parametrize("preset", ["digits", "abp-digits", "vae-digits"])
+@pytest.mark.parametrize("preset", ["digits", "abp-digits", "vae-digits", "svebm-wine"])
 def test_resume_is_bit_exact(tmp_path, tiny_overrides, preset):
     """N steps, stop, resume to 2N == 2N steps straight (weights, Adam moments, RNG)."""
     # 6 steps = 1.5 epochs of 4 batches: the resume crosses an epoch boundary and LR decay.

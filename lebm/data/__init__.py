@@ -1,4 +1,5 @@
-"""Data sets for lebm: images, toy 2-D densities, with download and cache helpers.
+"""Data sets for lebm: images, toy 2-D densities, tables (wine, breast-cancer, any CSV),
+with download and cache helpers.
 
 Stands alone: imports nothing from the rest of ``lebm``.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -21,14 +23,21 @@ class ArrayDataset:
     Args:
         name: data set name (for messages and run configs).
         data: ``(N, ...)`` tensor or array, ``uint8`` images or floating-point vectors.
-        targets: ``(N,)`` integer labels, or ``None`` for unlabelled data.
+        targets: ``(N,)`` integer labels, or ``None`` for unlabelled data. In a
+            semi-supervised set the label ``-1`` marks an example whose label is hidden
+            (see :meth:`labelled_indices`).
+        classes: optional class names, ``classes[k]`` naming label ``k`` (e.g. the distinct
+            values of a CSV file's label column); ``None`` where labels are just numbers.
     """
+
+    UNLABELLED = -1
 
     def __init__(
         self,
         name: str,
         data: torch.Tensor | np.ndarray,
         targets: torch.Tensor | np.ndarray | None = None,
+        classes: Sequence[str] | None = None,
     ) -> None:
         data_t = torch.as_tensor(data)
         if data_t.dim() < 2:
@@ -44,15 +53,31 @@ class ArrayDataset:
                 raise ValueError(
                     f"{name}: {data_t.shape[0]} examples but {targets_t.shape[0]} targets"
                 )
+            if targets_t.numel() and int(targets_t.min()) < self.UNLABELLED:
+                raise ValueError(
+                    f"{name}: labels must be >= 0, or -1 for an unlabelled example; "
+                    f"got {int(targets_t.min())}"
+                )
+        names = None if classes is None else [str(c) for c in classes]
+        if names is not None and targets_t is not None and targets_t.numel():
+            if int(targets_t.max()) >= len(names):
+                raise ValueError(
+                    f"{name}: label {int(targets_t.max())} but only {len(names)} class names"
+                )
         self.name = name
         self.data = data_t
         self.targets = targets_t
+        self.classes = names
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
     def __repr__(self) -> str:
-        labels = "unlabelled" if self.targets is None else "labelled"
+        if self.targets is None:
+            labels = "unlabelled"
+        else:
+            n_labelled = len(self.labelled_indices())
+            labels = "labelled" if n_labelled == len(self) else f"{n_labelled} labelled"
         dtype = str(self.data.dtype).removeprefix("torch.")
         return (
             f"ArrayDataset({self.name!r}, n={len(self)}, shape={self.sample_shape}, "
@@ -77,13 +102,21 @@ class ArrayDataset:
         return x.to(torch.float32)
 
     def labels(self, idx: torch.Tensor) -> torch.Tensor | None:
-        """Return the ``int64`` labels for indices ``idx``, or ``None`` if unlabelled."""
+        """Return the ``int64`` labels for indices ``idx`` (``-1`` where hidden), or ``None``
+        if the dataset is unlabelled."""
         if self.targets is None:
             return None
         return self.targets[idx]
+
+    def labelled_indices(self) -> torch.Tensor:
+        """``int64`` indices of the examples with a label (``>= 0``), in increasing order;
+        empty when the dataset has no labels."""
+        if self.targets is None:
+            return torch.zeros(0, dtype=torch.int64)
+        return torch.nonzero(self.targets >= 0).flatten()
 
     def subset(self, idx: torch.Tensor) -> ArrayDataset:
         """Return a new dataset restricted to the examples ``idx`` (in that order)."""
         idx = torch.as_tensor(idx, dtype=torch.int64)
         targets = None if self.targets is None else self.targets[idx]
-        return ArrayDataset(self.name, self.data[idx], targets)
+        return ArrayDataset(self.name, self.data[idx], targets, self.classes)

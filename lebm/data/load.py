@@ -2,7 +2,8 @@
 
 Order of operations: load the split -> keep ``classes`` / drop ``exclude_classes`` ->
 first ``limit`` examples -> balanced labelled subset of ``n_labels`` (drawn with
-``seed``) -> resize to ``image_size``.
+``seed``; with ``mask_unlabelled=True`` the other examples are kept with label ``-1``)
+-> resize to ``image_size``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from . import sources
 from .dataset import ArrayDataset, DatasetNotFoundError
 from .images import load_image_files, resize_images
+from .tabular import SKLEARN_TABLES, TABULAR, TABULAR_SPLITS, LabelColumn, load_table
 from .toy import TOY_GENERATORS, make_toy
 
 DATASETS: tuple[str, ...] = (
@@ -31,6 +33,9 @@ DATASETS: tuple[str, ...] = (
     "8gaussians",
     "pinwheel",
     "rings",
+    "wine",
+    "breast-cancer",
+    "csv",
 )
 ALIASES = {"celeba": "image-folder"}
 
@@ -45,6 +50,7 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "svhn": ("train", "test", "extra"),
     "image-folder": _IMAGE_SPLITS,
     **{toy: ("train", "test", "valid") for toy in TOY_GENERATORS},
+    **{table: TABULAR_SPLITS for table in TABULAR},
 }
 DEFAULT_IMAGE_FOLDER_SIZE = 64
 
@@ -67,28 +73,38 @@ def _check_options(
     n_labels: int | None,
     limit: int | None,
     n_samples: int,
+    *,
+    mask_unlabelled: bool = False,
+    label_column: LabelColumn = None,
 ) -> None:
     """Validate option values before any file is read."""
     if split not in SPLITS[key]:
         raise ValueError(f"split={split!r} is not a split of {key}; choose one of {SPLITS[key]}")
     if image_size is not None and image_size <= 0:
         raise ValueError(f"image_size must be a positive integer, got {image_size}")
-    if image_size is not None and key in TOY_GENERATORS:
+    if image_size is not None and (key in TOY_GENERATORS or key in TABULAR):
         raise ValueError(f"image_size: {key} is not an image data set; leave image_size unset")
     if n_labels is not None and n_labels <= 0:
         raise ValueError(f"n_labels must be a positive integer, got {n_labels}")
+    if mask_unlabelled and n_labels is None:
+        raise ValueError(
+            "mask_unlabelled=True needs n_labels (how many examples keep their label); "
+            "set n_labels or leave mask_unlabelled off"
+        )
+    if label_column is not None and key != "csv":
+        raise ValueError(f"label_column: only the csv data set has one; {key} has fixed labels")
     if limit is not None and limit <= 0:
         raise ValueError(f"limit must be a positive integer, got {limit}")
     if key in TOY_GENERATORS and n_samples <= 0:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
 
 
-BUILT_IN = ("digits", "mnist5k", *TOY_GENERATORS)
+BUILT_IN = ("digits", "mnist5k", *TOY_GENERATORS, *SKLEARN_TABLES)
 
 
 def _check_root(key: str, name: str, root: Root, download: bool) -> None:
     """An explicit ``root`` must be used and must exist (unless we download into it)."""
-    if root is None:
+    if root is None or key == "csv":  # csv: the reader checks the file and says what it needs
         return
     if key in BUILT_IN:
         raise ValueError(f"root: {name} is built in and reads no files; leave root unset")
@@ -136,6 +152,15 @@ def balanced_subset(targets: np.ndarray, n_labels: int, seed: int) -> np.ndarray
             )
         chosen.append(rng.choice(members, size=per_class, replace=False))
     return np.sort(np.concatenate(chosen))
+
+
+def mask_labels(targets: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
+    """A copy of ``targets`` where only the :func:`balanced_subset` drawn with ``seed`` keeps
+    its label and every other example has label ``-1`` (unlabelled)."""
+    labelled = balanced_subset(targets, n_labels, seed)
+    masked = np.full_like(targets, ArrayDataset.UNLABELLED)
+    masked[labelled] = targets[labelled]
+    return masked
 
 
 def _select(
@@ -206,31 +231,45 @@ def load_dataset(
     seed: int = 0,
     download: bool = False,
     n_samples: int = 20000,
+    mask_unlabelled: bool = False,
+    label_column: int | str | None = None,
 ) -> ArrayDataset:
     """Load one split of a data set into memory.
 
     Args:
         name: one of :data:`DATASETS` (``"celeba"`` is an alias of ``"image-folder"``).
-        split: ``"train"`` or ``"test"``; also ``"all"`` (digits, mnist5k), ``"valid"``
-            and ``"train50k"`` (mnist), ``"extra"`` (svhn), ``"valid"`` (toy data).
+        split: ``"train"`` or ``"test"``; also ``"all"`` (digits, mnist5k, tables),
+            ``"valid"`` and ``"train50k"`` (mnist), ``"extra"`` (svhn), ``"valid"`` (toy
+            data). Tables (``wine``, ``breast-cancer``, ``csv``) are split 70/30 per class
+            by a fixed seed and standardised with the train split's mean and std (see
+            :mod:`lebm.data.tabular`).
         root: folder holding the files (required for ``idx``; for ``image-folder`` the
             default is ``cache_dir()/<name>``). Otherwise looked up in root, root/<name>,
             ``cache_dir()/<name>``, then the data set's system location.
+            For ``csv``: the path of the ``.csv`` file (required).
         image_size: resize images to ``image_size`` x ``image_size`` (Pillow, bilinear,
             anti-aliased); image folders default to 64 after a centre square crop.
         exclude_classes: labels to drop (anomaly detection hold-out).
         classes: keep only these labels.
         n_labels: keep a class-balanced subset of ``n_labels // n_classes`` per class,
             drawn with ``seed``.
+        mask_unlabelled: with ``n_labels``, keep *every* selected example instead: the same
+            balanced subset (same ``seed``, same examples) keeps its labels and the others
+            get label ``-1`` (semi-supervised learning; see
+            :meth:`ArrayDataset.labelled_indices`).
         limit: keep the first ``limit`` examples after the class filters (image folders:
             the first ``limit`` files, before they are read).
         seed: seed of the labelled subset and of the toy data's draws.
         download: fetch mnist / fashion-mnist / cifar10 / svhn into the cache if missing.
         n_samples: number of points drawn for the toy 2-D data sets.
+        label_column: ``csv`` only: the label column, by name or integer index; default
+            the last column.
 
     Returns:
-        An :class:`ArrayDataset`: uint8 ``(N, C, H, W)`` images or float32 ``(N, 2)`` toy
-        points, with int64 labels (``None`` for image folders).
+        An :class:`ArrayDataset`: uint8 ``(N, C, H, W)`` images, float32 ``(N, 2)`` toy
+        points or float32 ``(N, D)`` table rows, with int64 labels (``None`` for image
+        folders; ``-1`` for the unlabelled examples with ``mask_unlabelled``) and, for
+        tables, the class names in ``.classes``.
 
     Raises:
         ValueError: unknown name, split or bad option value (the message names it).
@@ -238,36 +277,52 @@ def load_dataset(
             get them).
     """
     key = _canonical(name)
-    _check_options(key, split, image_size, n_labels, limit, n_samples)
+    _check_options(
+        key,
+        split,
+        image_size,
+        n_labels,
+        limit,
+        n_samples,
+        mask_unlabelled=mask_unlabelled,
+        label_column=label_column,
+    )
     _check_root(key, name, root, download)
     label_options = classes is not None or bool(exclude_classes) or n_labels is not None
     if key == "image-folder" and label_options:
         raise ValueError(
             f"classes / exclude_classes / n_labels: {name} has no labels; remove these options"
         )
-    data, targets = _load_arrays(
-        key,
-        name,
-        split,
-        root,
-        limit=limit,
-        image_size=image_size,
-        seed=seed,
-        download=download,
-        n_samples=n_samples,
-    )
+    targets: np.ndarray | None
+    class_names: list[str] | None = None
+    if key in TABULAR:
+        data, targets, class_names = load_table(key, split, root, label_column)
+    else:
+        data, targets = _load_arrays(
+            key,
+            name,
+            split,
+            root,
+            limit=limit,
+            image_size=image_size,
+            seed=seed,
+            download=download,
+            n_samples=n_samples,
+        )
     idx = _select(
         targets,
         len(data),
         classes=classes,
         exclude_classes=exclude_classes,
         limit=limit,
-        n_labels=n_labels,
+        n_labels=None if mask_unlabelled else n_labels,
         seed=seed,
     )
     if len(idx) < len(data):
         data = data[idx]
         targets = None if targets is None else targets[idx]
+    if mask_unlabelled and targets is not None and n_labels is not None:
+        targets = mask_labels(targets, n_labels, seed)  # same draw as _select's
     if image_size is not None and data.ndim == 4:
         data = resize_images(data, image_size)
-    return ArrayDataset(name, np.ascontiguousarray(data), targets)
+    return ArrayDataset(name, np.ascontiguousarray(data), targets, class_names)

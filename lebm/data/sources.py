@@ -210,7 +210,7 @@ def load_mnist5k_split(split: str) -> Arrays:
     images, labels = _MNIST5K_CACHE["all"]
     if split == "all":
         return images.copy(), labels.copy()
-    idx = _stratified_split(labels, train_fraction=0.8)[0 if split == "train" else 1]
+    idx = stratified_split(labels, train_fraction=0.8)[0 if split == "train" else 1]
     return images[idx], labels[idx]
 
 
@@ -228,8 +228,13 @@ def _read_mnist5k() -> Arrays:
     return images, table[:, 784].copy()
 
 
-def _stratified_split(labels: np.ndarray, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed split with the same train fraction in every class, both parts in shuffled order."""
+def stratified_split(labels: np.ndarray, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed split with the same train fraction in every class, both parts in shuffled order.
+
+    Class ``c`` with ``n_c`` members puts ``round(train_fraction * n_c)`` of them, drawn
+    with the fixed :data:`SPLIT_SEED` (never the run's seed), in the train part. Returns
+    ``(train_indices, test_indices)``.
+    """
     rng = np.random.default_rng(SPLIT_SEED)
     train = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):

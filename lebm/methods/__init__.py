@@ -3,9 +3,10 @@
 from lebm.methods.abp import ABP
 from lebm.methods.base import Method, OptimizerSpec, StepOutput
 from lebm.methods.lebm import LEBM, LEBMConfig
+from lebm.methods.svebm import SVEBM, SVEBMConfig
 from lebm.methods.vae import VAE, VAEConfig
 
-METHODS: dict[str, type] = {"lebm": LEBM, "abp": ABP, "vae": VAE}
+METHODS: dict[str, type] = {"lebm": LEBM, "abp": ABP, "vae": VAE, "svebm": SVEBM}
 
-__all__ = ["ABP", "LEBM", "METHODS", "VAE", "LEBMConfig", "Method", "OptimizerSpec",
-           "StepOutput", "VAEConfig"]
+__all__ = ["ABP", "LEBM", "METHODS", "SVEBM", "VAE", "LEBMConfig", "Method", "OptimizerSpec",
+           "SVEBMConfig", "StepOutput", "VAEConfig"]

@@ -93,6 +93,8 @@ def load_data(cfg: RunConfig, split: str = "train", limit: int | None = None) ->
             classes=d.classes, n_labels=d.n_labels if split == "train" else None,
             limit=limit if limit is not None else (d.limit if split == "train" else None),
             seed=cfg.train.seed, download=d.download,
+            mask_unlabelled=d.mask_unlabelled and split == "train",
+            label_column=d.label_column,
         )
     except (ValueError, OSError, DownloadError) as exc:  # missing/corrupt files, bad options
         raise DataError(f"{d.name} ({split}): {exc}") from exc
@@ -305,10 +307,30 @@ class Trainer:
         idx = self._perm[j * b:(j + 1) * b]
         return self.data.batch(idx).to(self.device)
 
+    def _labelled_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A batch from the labelled pool for methods that use labels; a function of the
+        step and seed alone (so resume is exact); ``None`` if nothing is labelled."""
+        if not hasattr(self, "_labelled_pool"):
+            self._labelled_pool = self.data.labelled_indices()
+        pool = self._labelled_pool
+        n = getattr(self.method.config, "labelled_batch_size", 0)
+        if len(pool) == 0 or n == 0:
+            return None
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + 7919 * step
+                                          + self.dist.rank + 1)
+        idx = pool[torch.randint(0, len(pool), (n,), generator=g)]
+        targets = self.data.targets
+        assert targets is not None  # a non-empty labelled pool implies labels
+        return self.data.batch(idx).to(self.device), targets[idx].to(self.device)
+
     def _one_step(self, diagnostics: bool) -> tuple[dict[str, float], str | None]:
         """Compute losses; if all finite, update. Returns (scalars, name of a bad quantity)."""
         x = self._batch(self.step)
-        out = self.method.step(x, self.chain_gen, diagnostics)
+        if getattr(self.method, "uses_labels", False):
+            out = self.method.step(x, self.chain_gen, diagnostics,
+                                   labelled=self._labelled_batch(self.step))
+        else:
+            out = self.method.step(x, self.chain_gen, diagnostics)
         named = {f"loss_{k}": v for k, v in out.losses.items()} | dict(out.metrics)
         values = self.dist.mean(
             torch.stack([v.detach().float().reshape(()) for v in named.values()])).tolist()
