@@ -284,6 +284,7 @@ PRESETS: dict[str, Preset] = dict(_BASE_PRESETS)
 PRESETS.update({f"abp-{k}": _abp_twin(k, v) for k, v in _BASE_PRESETS.items()})
 PRESETS.update({f"vae-{k}": _vae_twin(k, v) for k, v in _BASE_PRESETS.items()})
 PRESETS.update(_SV_PRESETS)
+PRESETS.update({f"vae-{k}": _vae_twin(k, v) for k, v in _SV_PRESETS.items()})
 
 
 def preset_config(name: str) -> RunConfig:

@@ -78,15 +78,23 @@ def _save_figure(fig: Any, path: str | os.PathLike) -> Path:
 
 
 def save_scatter(points: dict[str, torch.Tensor], path: str | os.PathLike,
-                 title: str = "") -> Path:
-    """Scatter 2-D point sets (e.g. data vs samples) side by side with shared axes."""
+                 title: str = "", colours: dict[str, torch.Tensor] | None = None) -> Path:
+    """Scatter 2-D point sets (e.g. data vs samples) side by side with shared axes.
+
+    ``colours[name]`` (integer labels, one per point) colours a panel by class.
+    """
     plt = _pyplot()
     n = len(points)
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 4), sharex=True, sharey=True)
     axes = np.atleast_1d(axes)
     for ax, (name, pts) in zip(axes, points.items()):
         p = pts.detach().float().cpu().numpy()
-        ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.5)
+        if colours and name in colours:
+            c = colours[name].detach().cpu().numpy()
+            ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.6, c=c, cmap="tab10",
+                       vmin=0, vmax=max(9, int(c.max())))
+        else:
+            ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.5)
         ax.set_title(name)
         ax.set_aspect("equal")
     if title:

@@ -38,6 +38,7 @@ from lebm.errors import CheckpointError, ConfigError, DataError, DivergenceError
 from lebm.io import atomic_write_json, atomic_write_text
 from lebm.methods import METHODS
 from lebm.models import LatentEBM, ModelConfig, read_weights
+from lebm.priors import SymbolVectorPrior
 from lebm.train.checkpoint import (
     latest_checkpoint,
     load_training_state,
@@ -485,8 +486,17 @@ class Trainer:
             many_gen = torch.Generator(device=self.device).manual_seed(seed + 5)
             more = model.sample(2000, many_gen)
             real = self.data.batch(torch.arange(min(2000, len(self.data))))
-            written.append(save_scatter({"data": real, "samples": more}, f"{stem}_samples.png",
-                                        title=f"step {self.step}"))
+            colours = None
+            if isinstance(model.prior, SymbolVectorPrior):  # colour by predicted symbol
+                with torch.no_grad():
+                    colours = {"data (predicted symbol)": model.classify(real.to(self.device))
+                               .argmax(1)}
+                real_name = "data (predicted symbol)"
+            else:
+                real_name = "data"
+            written.append(save_scatter({real_name: real, "samples": more},
+                                        f"{stem}_samples.png", title=f"step {self.step}",
+                                        colours=colours))
         if model.config.n_z == 2 and model.prior.has_energy:
             extent = max(3.0 * model.config.sigma0, 1.1 * float(z.abs().max()))
             axis = torch.linspace(-extent, extent, 121, device=self.device)

@@ -1,0 +1,210 @@
+"""Semi-supervised classification: SV-EBM against three baselines, same labels for every row.
+
+    python benchmarks/ssl_table.py --tasks wine breast-cancer --draws 0 1 2
+    python benchmarks/ssl_table.py --tasks mnist-100 --draws 0 --steps 6000   # hours on CPU
+
+Rows, per task and label draw (a draw = the seed of the class-balanced labelled subset;
+``train.seed`` of every run, so all rows see exactly the same labelled examples):
+
+* **SV-EBM** — preset ``svebm-TASK``: the symbol-vector prior model trained on every training
+  example, labels on the drawn subset only; prediction ``argmax f(μ(x))``.
+* **supervised only** — the SV-EBM's encoder network with a linear K-way head, trained with
+  cross-entropy on the labelled examples alone (Adam, ``--sup-steps`` steps).
+* **label spreading** — scikit-learn ``LabelSpreading`` (kNN kernel) on the raw features
+  of the labelled examples plus up to ``--spread-unlabelled`` unlabelled ones (transductive;
+  the test set is then classified by its nearest neighbours' spread labels via
+  ``predict``).
+* **VAE + classifier** — preset ``vae-svebm-TASK`` (same generator and encoder, Gaussian
+  prior) trained on every example without labels; logistic regression on the encoder means
+  ``μ(x)`` of the labelled examples.
+
+Test accuracy on the task's test split (MNIST: the 10,000 test digits; tables: the fixed
+30 % stratified split). Writes ``OUT/ssl_table.json`` and ``.md``; finished runs are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, train_runs  # noqa: E402
+
+TASKS = ("mnist-100", "mnist-600", "wine", "breast-cancer")
+ROWS = ("svebm", "supervised", "label_spreading", "vae_classifier")
+NAMES = {"svebm": "SV-EBM", "supervised": "supervised only (same labels)",
+         "label_spreading": "label spreading (sklearn)", "vae_classifier": "VAE + logistic regr."}
+
+
+def _data(run: Path):
+    """The run's labelled training subset, all training examples, and the test split."""
+    from lebm.train.trainer import load_data, read_run_config
+
+    cfg = read_run_config(run)
+    train = load_data(cfg, "train")
+    test = load_data(cfg, cfg.data.test_split or "test")
+    lab = train.labelled_indices()
+    return cfg, train, lab, test
+
+
+def _x(ds, idx=None) -> torch.Tensor:
+    return ds.batch(torch.arange(len(ds)) if idx is None else idx)
+
+
+def supervised_only(run: Path, steps: int, seed: int) -> float:
+    """The SV-EBM encoder architecture + linear head, cross-entropy on the labels alone."""
+    import lebm
+    from lebm.nets import build_encoder
+
+    cfg, train, lab, test = _data(run)
+    m = lebm.load(run).config
+    torch.manual_seed(seed)
+    trunk = build_encoder(m.encoder, m.data_shape, m.n_z, widths=m.gen_widths[::-1], ngf=m.ngf,
+                          activation=m.gen_activation)
+    assert trunk is not None
+    # encoder body → its (μ, log σ²) layer → a K-way linear head
+    net = torch.nn.Sequential(trunk.trunk, torch.nn.Flatten(), trunk.head,
+                              torch.nn.Linear(2 * m.n_z, m.n_classes))
+    x, y = _x(train, lab), train.targets[lab]
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (min(64, len(x)),), generator=g)
+        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        xt = _x(test)
+        pred = torch.cat([net(xt[i:i + 1000]).argmax(1) for i in range(0, len(xt), 1000)])
+    return float((pred == test.targets).float().mean())
+
+
+def label_spreading(run: Path, n_unlabelled: int, seed: int) -> float:
+    from sklearn.semi_supervised import LabelSpreading
+
+    cfg, train, lab, test = _data(run)
+    unl = torch.nonzero(train.targets < 0).flatten()
+    g = torch.Generator().manual_seed(seed)
+    unl = unl[torch.randperm(len(unl), generator=g)[:n_unlabelled]]
+    idx = torch.cat([lab, unl])
+    x = _x(train, idx).flatten(1).numpy()
+    y = train.targets[idx].numpy()
+    model = LabelSpreading(kernel="knn", n_neighbors=min(7, len(lab) - 1), max_iter=100)
+    model.fit(x, y)
+    pred = model.predict(_x(test).flatten(1).numpy())
+    return float((pred == test.targets.numpy()).mean())
+
+
+def vae_classifier(vae_run: Path, svebm_run: Path) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    import lebm
+
+    _, train, lab, test = _data(svebm_run)  # the same labelled subset
+    vae = lebm.load(vae_run)
+    with torch.no_grad():
+        mu_l = vae.encode(_x(train, lab))[0].numpy()
+        xt = _x(test)
+        mu_t = torch.cat([vae.encode(xt[i:i + 1000])[0] for i in range(0, len(xt), 1000)])
+    clf = LogisticRegression(max_iter=2000).fit(mu_l, train.targets[lab].numpy())
+    return float((clf.predict(mu_t.numpy()) == test.targets.numpy()).mean())
+
+
+def svebm_accuracy(run: Path) -> float:
+    import lebm
+
+    _, _, _, test = _data(run)
+    model = lebm.load(run)
+    logits = model.classify(_x(test), torch.Generator().manual_seed(0))
+    return float((logits.argmax(1) == test.targets).float().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=["wine", "breast-cancer"], choices=TASKS)
+    ap.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, help="training steps of the SV-EBM and VAE runs "
+                    "(default: the preset's)")
+    ap.add_argument("--sup-steps", type=int, default=1000)
+    ap.add_argument("--spread-unlabelled", type=int, default=10_000)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default="benchmarks/results/ssl")
+    args = ap.parse_args()
+    out = Path(args.out)
+    t_start = time.perf_counter()
+
+    jobs = []
+    for task in args.tasks:
+        for draw in args.draws:
+            for kind in ("svebm", "vae"):
+                preset = f"svebm-{task}" if kind == "svebm" else f"vae-svebm-{task}"
+                run = out / "runs" / f"{kind}-{task}-d{draw}"
+                cmd = [sys.executable, "-m", "lebm.cli", "train", preset, "--run-dir", str(run),
+                       "--seed", str(draw), "--overwrite", "--no-progress",
+                       "--set", f"train.threads={args.threads}"]
+                if args.steps:
+                    cmd += ["--max-steps", str(args.steps)]
+                for o in args.overrides:
+                    cmd += ["--set", o]
+                from lebm.config import preset_config
+
+                steps = args.steps or preset_config(preset).train.max_steps
+                jobs.append((run, cmd, steps))
+    walls = train_runs(jobs, args.jobs)
+
+    results: dict[str, dict[str, list[float]]] = {}
+    for task in args.tasks:
+        results[task] = {r: [] for r in ROWS}
+        for draw in args.draws:
+            sv, vae = out / "runs" / f"svebm-{task}-d{draw}", out / "runs" / f"vae-{task}-d{draw}"
+            row = {"svebm": svebm_accuracy(sv),
+                   "supervised": supervised_only(sv, args.sup_steps, draw),
+                   "label_spreading": label_spreading(sv, args.spread_unlabelled, draw),
+                   "vae_classifier": vae_classifier(vae, sv)}
+            for k, v in row.items():
+                results[task][k].append(v)
+            print(task, draw, {k: round(v, 4) for k, v in row.items()}, flush=True)
+    result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+              "draws": args.draws, "results": results,
+              "summary": {t: {r: {"mean": statistics.mean(v),
+                                  "std": statistics.stdev(v) if len(v) > 1 else None}
+                              for r, v in rows.items()} for t, rows in results.items()},
+              "train_seconds": {k: v["seconds"] for k, v in walls.items()},
+              "wall_seconds_total": time.perf_counter() - t_start,
+              "machine": machine(torch.device("cpu")), "overrides": args.overrides,
+              "settings": {"sup_steps": args.sup_steps,
+                           "spread_unlabelled": args.spread_unlabelled, "steps": args.steps}}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ssl_table.json").write_text(json.dumps(result, indent=2))
+    (out / "ssl_table.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    tasks = list(result["summary"])
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for r in ROWS:
+        cells = []
+        for t in tasks:
+            s = result["summary"][t][r]
+            cells.append(f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}"
+                                                      if s["std"] is not None else ""))
+        lines.append(f"| {NAMES[r]} | " + " | ".join(cells) + " |")
+    lines += ["", f"Test accuracy (%), mean ± std over label draws {result['draws']}; "
+              f"{result['machine']['cpu']}, total {result['wall_seconds_total'] / 60:.1f} min.",
+              f"Command: `{result['command']}`"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
