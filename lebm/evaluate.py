@@ -15,6 +15,9 @@ Metrics (``--metrics``; the default is every one that applies to the run's data 
 * ``auprc``    anomaly detection, when the run held classes out (``data.exclude_classes``):
                the whole test split scored by ``model.anomaly_score``, held-out classes
                positive; also AUROC.
+* ``accuracy`` symbol-vector prior models: test accuracy of ``argmax p(y | z)`` at the
+               inferred ``z``, and cluster purity (each class's majority symbol; for
+               symbols learned without labels).
 * ``chains``   Langevin diagnostics: per-step log-density and gradient norm of prior and
                posterior chains run to twice their training length; plot in
                ``plots/chain_diagnostics.png``.
@@ -35,9 +38,10 @@ from lebm.data import load_dataset
 from lebm.errors import LebmError
 from lebm.io import atomic_write_json
 from lebm.models import LatentEBM
+from lebm.priors import SymbolVectorPrior
 from lebm.train.trainer import read_run_config, resolve_device
 
-METRICS = ("mse", "fid", "fd_mnist", "ll", "auprc", "chains")
+METRICS = ("mse", "fid", "fd_mnist", "ll", "auprc", "accuracy", "chains")
 
 
 @dataclass
@@ -120,6 +124,8 @@ class Evaluator:
         out.append("ll")
         if self.cfg.data.exclude_classes:
             out.append("auprc")
+        if isinstance(self.model.prior, SymbolVectorPrior):
+            out.append("accuracy")
         out.append("chains")
         return out
 
@@ -214,10 +220,11 @@ class Evaluator:
     def eval_ll(self) -> dict[str, Any]:
         x = self._x(self.data(self.test_split, self.s.n_ll))
         gen = self._gen(3)
+        log_z = self.model.prior_log_normalizer(gen)  # once, shared by every example
         lls, ses = [], []
         for xb in self._batches(x, "log p(x)"):
             for i in range(0, len(xb), 50):  # 16 chains per example: keep batches small
-                ll, se = self.model.log_likelihood(xb[i:i + 50], gen)
+                ll, se = self.model.log_likelihood(xb[i:i + 50], gen, log_z=(log_z[0], 0.0))
                 lls.append(ll.cpu())
                 ses.append(se.cpu())
         ll, se = torch.cat(lls), torch.cat(ses)
@@ -225,12 +232,14 @@ class Evaluator:
         mean = float(ll.mean())
         between = float(ll.std() / math.sqrt(len(ll)))
         return {"nats": mean, "se_examples": between, "is_se_mean": float(se.mean()),
+                "log_z": log_z[0], "log_z_se": log_z[1],
                 "nats_per_dim": mean / dim,
                 "recipe": {"split": self.test_split, "n": len(ll), "n_chains": 16,
                            "n_samples": 256, "proposal": "diagonal Gaussian fitted to "
                            "posterior chains (×1.5 spread), or q(z|x) for encoder inference",
-                           "prior_log_z": "log E_N(0,σ0²) exp f, 10,000 draws"
-                           if self.model.prior.has_energy else "exact (Gaussian prior)",
+                           "prior_log_z": "log E_N(0,σ0²) exp f by AIS, 1,000 chains, 200 "
+                           "temperatures, MALA" if self.model.prior.has_energy
+                           else "exact (Gaussian prior)",
                            "data_space": "model space (images in [-1, 1]); continuous "
                            "Gaussian density, not a discrete likelihood"}}
 
@@ -255,6 +264,30 @@ class Evaluator:
                                     "at z from the model's inference "
                                     f"({self.model.config.inference})",
                            "positive": "held-out classes", "seed": self.s.seed}}
+
+    def eval_accuracy(self) -> dict[str, Any]:
+        from lebm.metrics.scores import accuracy
+
+        if not isinstance(self.model.prior, SymbolVectorPrior):
+            raise LebmError("accuracy needs a model with a symbol-vector prior (prior=symbol)")
+        ds = self.data(self.test_split, self.s.n_test)
+        if ds.targets is None or not bool((ds.targets >= 0).any()):
+            raise LebmError(f"the {self.test_split} split has no labels")
+        keep = torch.nonzero(ds.targets >= 0).flatten()
+        x, y = ds.batch(keep), ds.targets[keep]
+        gen = self._gen(8)
+        pred = torch.cat([self.model.classify(xb, gen).argmax(1).cpu()
+                          for xb in self._batches(x, "classify")])
+        k = self.model.prior.n_classes
+        counts = torch.zeros(int(y.max()) + 1, k)
+        counts.index_put_((y, pred), torch.ones(len(y)), accumulate=True)
+        return {"accuracy": accuracy(pred, y), "purity": float(counts.max(1).values.sum() / len(y)),
+                "symbols_used": int((counts.sum(0) > 0).sum()),
+                "recipe": {"split": self.test_split, "n": len(y), "prediction":
+                           "argmax_k f_k(z), z by the model's inference "
+                           f"({self.model.config.inference})", "seed": self.s.seed,
+                           "purity": "fraction of examples whose symbol is their class's "
+                                     "most frequent symbol"}}
 
     def eval_chains(self) -> dict[str, Any]:
         from lebm.viz import plot_chain_traces
@@ -344,6 +377,9 @@ def format_table(results: dict[str, Any]) -> str:
         elif name == "auprc":
             rows.append(("AUPRC (held-out classes)", f"{r['auprc']:.4f}"))
             rows.append(("AUROC", f"{r['auroc']:.4f}"))
+        elif name == "accuracy":
+            rows.append(("test accuracy", f"{r['accuracy']:.4f}"))
+            rows.append(("cluster purity", f"{r['purity']:.4f}"))
         elif name == "chains":
             for chain in ("prior", "posterior"):
                 if chain in r:

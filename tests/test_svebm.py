@@ -108,3 +108,22 @@ def test_labelled_batches_come_from_the_labelled_pool(tmp_path, tiny_overrides):
     assert (y_l >= 0).all() and len(y_l) == trainer.method.config.labelled_batch_size
     again = trainer._labelled_batch(3)
     torch.testing.assert_close(again[0], x_l)  # a function of the step: resume is exact
+
+
+@pytest.mark.slow
+def test_unsupervised_symbols_match_the_eight_components(tmp_path):
+    """svebm-8gaussians without labels: each true component gets its own symbol (purity)."""
+    from lebm.config import build_config
+    from lebm.train import Trainer
+
+    cfg = build_config("svebm-8gaussians", ["train.progress=false", "train.max_steps=2000"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.fit()
+    test = load_dataset("8gaussians", "test", n_samples=4000, seed=0)
+    pred = trainer.model.classify(test.batch(torch.arange(len(test)))).argmax(1)
+    table = torch.zeros(8, 8)
+    for t, p in zip(test.targets.tolist(), pred.tolist()):
+        table[t, p] += 1
+    purity = table.max(1).values.sum() / len(test)  # each component's majority symbol
+    assert purity > 0.95, table
+    assert len(set(table.argmax(1).tolist())) == 8  # eight distinct symbols
