@@ -479,8 +479,13 @@ class Trainer:
         if samples.dim() == 4:
             x = self.heldout.batch(torch.arange(min(n, len(self.heldout)))).to(self.device)
             recon = model.reconstruct(x, torch.Generator(device=self.device).manual_seed(seed + 4))
-            return [save_image_grid(samples, f"{stem}_samples.png"),
-                    save_pairs_grid(x, recon, f"{stem}_recon.png")]
+            written = [save_image_grid(samples, f"{stem}_samples.png"),
+                       save_pairs_grid(x, recon, f"{stem}_recon.png")]
+            if isinstance(model.prior, SymbolVectorPrior):  # one row of 8 per symbol
+                cls_gen = torch.Generator(device=self.device).manual_seed(seed + 6)
+                rows = [model.sample(8, cls_gen, class_=k) for k in range(model.prior.n_classes)]
+                written.append(save_image_grid(torch.cat(rows), f"{stem}_classes.png", nrow=8))
+            return written
         written = []
         if samples.shape[1] == 2:
             many_gen = torch.Generator(device=self.device).manual_seed(seed + 5)
