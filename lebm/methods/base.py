@@ -34,7 +34,12 @@ class StepOutput:
 
 
 class Method(Protocol):
-    """The interface every estimator module implements."""
+    """The interface every estimator module implements.
+
+    A method whose class sets ``uses_labels = True`` (semi-supervised ones) also receives
+    ``step(..., labelled=(x_l, y_l))``: a batch of ``config.labelled_batch_size`` examples
+    drawn from the labelled part of the training set each step (``None`` if none).
+    """
 
     name: ClassVar[str]
     model: nn.Module
