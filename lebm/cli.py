@@ -65,30 +65,30 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true")
 
     sc = sub.add_parser("score", help="per-example anomaly scores (−log p̃(x, z)) to a CSV")
-    sc.add_argument("run_dir", type=Path, help="run folder or model folder")
-    sc.add_argument("--data", required=True, help="data set name (see lebm.data.DATASETS)")
-    sc.add_argument("--root", help="folder or file of the data (idx, image-folder, ...)")
-    sc.add_argument("--split", default="test")
-    sc.add_argument("--limit", type=int, help="score the first N examples only")
+    _data_args(sc)
     sc.add_argument("--anomalies", help="comma-separated classes counted as anomalies for "
                     "AUPRC (default: the run's data.exclude_classes)")
     sc.add_argument("--out", type=Path, required=True, help="output CSV (index,label,score)")
-    sc.add_argument("--seed", type=int, default=0)
 
     cl = sub.add_parser("classify", help="predict classes with a symbol-vector prior model")
-    cl.add_argument("run_dir", type=Path, help="run folder or model folder")
-    cl.add_argument("--data", required=True, help="data set name (see lebm.data.DATASETS)")
-    cl.add_argument("--root", help="folder or file of the data (csv, idx, image-folder, ...)")
-    cl.add_argument("--split", default="test")
-    cl.add_argument("--limit", type=int, help="the first N examples only")
-    cl.add_argument("--label-column", help="csv data: the label column (name or index)")
+    _data_args(cl)
     cl.add_argument("--out", type=Path, required=True,
                     help="output CSV (index,label,predicted,p_0..p_K-1)")
-    cl.add_argument("--seed", type=int, default=0)
 
     ps = sub.add_parser("presets", help="list presets (one line each)")
     ps.add_argument("--keys", metavar="PRESET", help="list every config key of a preset")
     return p
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    """The run and the data a per-example command reads."""
+    p.add_argument("run_dir", type=Path, help="run folder or model folder")
+    p.add_argument("--data", required=True, help="data set name (see lebm.data.DATASETS)")
+    p.add_argument("--root", help="folder or file of the data (csv, idx, image-folder, ...)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="the first N examples only")
+    p.add_argument("--label-column", help="csv data: the label column (name or index)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -199,19 +199,10 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_score(a: argparse.Namespace) -> int:
     import torch
 
-    import lebm
     from lebm.io import atomic_write_text
     from lebm.metrics.scores import auprc, auroc
 
-    model = lebm.load(a.run_dir)
-    ds = _load_for_model(a, model)
-    x = ds.batch(torch.arange(len(ds)))
-    try:
-        scores = model.anomaly_score(x.to(model.device), torch.Generator(
-            device=model.device).manual_seed(a.seed)).cpu()
-    except ValueError as exc:  # data of the wrong shape for this model
-        raise LebmError(str(exc)) from exc
-    labels = ds.targets.tolist() if ds.targets is not None else [""] * len(ds)
+    ds, scores, labels = _apply_to_data(a, "anomaly_score")
     lines = ["index,label,score"] + [f"{i},{y},{s:.6g}"
                                      for i, (y, s) in enumerate(zip(labels, scores.tolist()))]
     atomic_write_text(a.out, "\n".join(lines) + "\n")
@@ -224,6 +215,24 @@ def _cmd_score(a: argparse.Namespace) -> int:
                   f"AUROC {auroc(scores, positive):.4f} "
                   f"(anomaly fraction {float(positive.float().mean()):.3f})")
     return 0
+
+
+def _apply_to_data(a: argparse.Namespace, method: str):
+    """``(data set, model.<method>(x, generator) on all of it, labels as printable values)``
+    for the run and the data named on the command line."""
+    import torch
+
+    import lebm
+
+    model = lebm.load(a.run_dir)
+    ds = _load_for_model(a, model)
+    x = ds.batch(torch.arange(len(ds))).to(model.device)
+    try:
+        out = getattr(model, method)(x, torch.Generator(device=model.device).manual_seed(a.seed))
+    except ValueError as exc:  # wrong data shape for this model, or no symbol-vector prior
+        raise LebmError(str(exc)) from exc
+    labels = ds.targets.tolist() if ds.targets is not None else [""] * len(ds)
+    return ds, out.cpu(), labels
 
 
 def _load_for_model(a: argparse.Namespace, model):
@@ -242,23 +251,13 @@ def _load_for_model(a: argparse.Namespace, model):
 
 
 def _cmd_classify(a: argparse.Namespace) -> int:
-    import torch
 
-    import lebm
     from lebm.io import atomic_write_text
     from lebm.metrics.scores import accuracy
 
-    model = lebm.load(a.run_dir)
-    ds = _load_for_model(a, model)
-    x = ds.batch(torch.arange(len(ds)))
-    try:
-        logits = model.classify(x.to(model.device), torch.Generator(
-            device=model.device).manual_seed(a.seed)).cpu()
-    except ValueError as exc:  # no symbol-vector prior, or data of the wrong shape
-        raise LebmError(str(exc)) from exc
+    ds, logits, labels = _apply_to_data(a, "classify")
     probs = logits.softmax(1)
     pred = probs.argmax(1)
-    labels = ds.targets.tolist() if ds.targets is not None else [""] * len(ds)
     k = probs.shape[1]
     lines = ["index,label,predicted," + ",".join(f"p_{j}" for j in range(k))]
     for i, (y, p, row) in enumerate(zip(labels, pred.tolist(), probs.tolist())):
