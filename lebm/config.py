@@ -135,9 +135,13 @@ class Preset:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# The measured fast path for conv generators (docs/performance.md): bf16 generator in the
+# chains and in the update where the hardware multiplies bf16 natively, channels-last
+# weights. Same model quality as float32 on the MNIST preset (benchmarks/quality_fastpath.py).
+_FAST_PATH = dict(chain_dtype="auto", channels_last=True, update_dtype="auto")
 _SVHN_MODEL = dict(n_z=100, generator="conv", ngf=64, energy_widths=(200, 200),
                    energy_activation="gelu", sigma=0.3, prior_steps=60, prior_step_size=0.4,
-                   posterior_steps=20, posterior_step_size=0.1)
+                   posterior_steps=20, posterior_step_size=0.1, **_FAST_PATH)
 # 73,257 images / batch 100 = 732 steps per epoch; 201 epochs as in the paper.
 _SVHN_TRAIN = dict(batch_size=100, max_steps=201 * 732, recon_guard=300.0,
                    sample_every=2000, checkpoint_every=2000)
@@ -146,7 +150,7 @@ _SVHN_TRAIN = dict(batch_size=100, max_steps=201 * 732, recon_guard=300.0,
 # with a 4× EBM learning rate); with z 16 recognisable digits appear within 600 steps.
 _MNIST_MODEL = dict(n_z=16, generator="conv", ngf=32, energy_widths=(200, 200),
                     sigma=0.3, prior_steps=60, prior_step_size=0.4,
-                    posterior_steps=20, posterior_step_size=0.1)
+                    posterior_steps=20, posterior_step_size=0.1, **_FAST_PATH)
 
 _BASE_PRESETS: dict[str, Preset] = {
     "digits": Preset(

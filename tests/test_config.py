@@ -63,3 +63,15 @@ def test_round_trip_through_dict():
     cfg = build_config("svhn", ["model.prior_steps=11"])
     again = RunConfig.from_dict(cfg.to_dict())
     assert again == cfg
+
+
+def test_fast_path_is_a_preset_choice_over_a_float32_library_default():
+    from lebm.models import ModelConfig
+
+    base = ModelConfig()
+    assert (base.chain_dtype, base.channels_last, base.update_dtype) == ("float32", False,
+                                                                         "float32")
+    for name in ("mnist", "svhn", "cifar10", "abp-svhn", "vae-mnist", "svebm-mnist-100"):
+        m = preset_config(name).model
+        assert (m.chain_dtype, m.channels_last, m.update_dtype) == ("auto", True, "auto"), name
+    assert preset_config("digits").model.chain_dtype == "float32"  # MLP: nothing to gain
