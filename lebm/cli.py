@@ -165,6 +165,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     import torch
 
     import lebm
+    from lebm.metrics.scores import reconstruction_mse
     from lebm.train.trainer import load_data, load_heldout, read_run_config
     from lebm.viz import save_pairs_grid
 
@@ -177,7 +178,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     if x.dim() != 4:
         raise LebmError("reconstruct writes image grids; this run's data are not images")
     recon = model.reconstruct(x, torch.Generator().manual_seed(a.seed))
-    mse = float((recon - x).pow(2).mean())
+    mse = reconstruction_mse(x, recon)["mse"]
     save_pairs_grid(x, recon, a.out)
     print(f"wrote {len(x)} originals and reconstructions (pairs, left = original) to {a.out}; "
           f"MSE per pixel in [-1, 1] = {mse:.5f}")

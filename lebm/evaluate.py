@@ -77,6 +77,7 @@ class Evaluator:
 
         self.model: LatentEBM = load(self.run_dir, self.device).eval()
         self._cache: dict[tuple[str, int | None, bool], Any] = {}
+        self._sample_cache: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ data
     def data(self, split: str, limit: int | None = None, all_classes: bool = False):
@@ -105,12 +106,13 @@ class Evaluator:
         n = len(ds) if n is None else min(n, len(ds))
         return ds.batch(torch.arange(n))
 
-    def _batches(self, x: torch.Tensor, desc: str):
+    def _batches(self, x: torch.Tensor, desc: str, size: int | None = None):
         from tqdm.auto import tqdm
 
-        starts = range(0, len(x), self.s.batch_size)
-        for i in tqdm(starts, desc=desc, disable=not self.s.progress, leave=False):
-            yield x[i:i + self.s.batch_size].to(self.device)
+        size = size or self.s.batch_size
+        for i in tqdm(range(0, len(x), size), desc=desc, disable=not self.s.progress,
+                      leave=False):
+            yield x[i:i + size].to(self.device)
 
     def applicable(self) -> list[str]:
         """Metrics that make sense for this run (FID only on a GPU by default)."""
@@ -162,15 +164,18 @@ class Evaluator:
                            "pixels": "mse: images in [-1, 1]; mse_01: in [0, 1] (= mse / 4)"}}
 
     def _samples(self, n: int) -> torch.Tensor:
-        gen = self._gen(2)
-        out = []
-        from tqdm.auto import tqdm
+        """``n`` prior samples (seeded); drawn once and shared by fid and fd_mnist."""
+        if n not in self._sample_cache:
+            from tqdm.auto import tqdm
 
-        for i in tqdm(range(0, n, self.s.batch_size), desc="samples", leave=False,
-                      disable=not self.s.progress):
-            out.append(self.model.sample(min(self.s.batch_size, n - i), gen,
-                                         batch_size=self.s.batch_size).cpu())
-        return torch.cat(out)
+            gen = self._gen(2)
+            out = []
+            for i in tqdm(range(0, n, self.s.batch_size), desc="samples", leave=False,
+                          disable=not self.s.progress):
+                out.append(self.model.sample(min(self.s.batch_size, n - i), gen,
+                                             batch_size=self.s.batch_size).cpu())
+            self._sample_cache[n] = torch.cat(out)
+        return self._sample_cache[n]
 
     def _sampler_recipe(self) -> dict[str, Any]:
         c = self.model.config
@@ -222,11 +227,10 @@ class Evaluator:
         gen = self._gen(3)
         log_z = self.model.prior_log_normalizer(gen)  # once, shared by every example
         lls, ses = [], []
-        for xb in self._batches(x, "log p(x)"):
-            for i in range(0, len(xb), 50):  # 16 chains per example: keep batches small
-                ll, se = self.model.log_likelihood(xb[i:i + 50], gen, log_z=(log_z[0], 0.0))
-                lls.append(ll.cpu())
-                ses.append(se.cpu())
+        for xb in self._batches(x, "log p(x)", size=50):  # 16 chains per example
+            ll, se = self.model.log_likelihood(xb, gen, log_z=(log_z[0], 0.0))
+            lls.append(ll.cpu())
+            ses.append(se.cpu())
         ll, se = torch.cat(lls), torch.cat(ses)
         dim = x[0].numel()
         mean = float(ll.mean())

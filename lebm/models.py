@@ -31,7 +31,15 @@ from torch import nn
 from lebm.errors import CheckpointError
 from lebm.io import atomic_write, atomic_write_json
 from lebm.likelihoods import GaussianLikelihood
-from lebm.nets import ACTIVATIONS, ENCODERS, GENERATORS, EnergyMLP, build_encoder, build_generator
+from lebm.nets import (
+    ACTIVATIONS,
+    ENCODERS,
+    GENERATORS,
+    EnergyMLP,
+    build_encoder,
+    build_generator,
+    reparameterize,
+)
 from lebm.priors import EBMPrior, GaussianPrior, SymbolVectorPrior
 from lebm.sampling import ChainTrace, frozen, run_chain
 from lebm.sampling.precision import resolve_dtype
@@ -257,8 +265,7 @@ class LatentEBM(nn.Module):
                 mu, logvar = self.encode(x)
             if c.inference == "encoder":
                 return mu, None
-            z0 = mu + (0.5 * logvar).exp() * torch.randn(
-                mu.shape, generator=generator, device=mu.device)
+            z0 = reparameterize(mu, logvar, generator)
         z0 = self.init_latent(x.shape[0], generator) if z0 is None else z0
         with self.chain_mode() as g:
             return run_chain(

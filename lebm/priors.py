@@ -9,6 +9,8 @@ The Gaussian prior is the special case ``f ≡ 0`` (the ABP baseline).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -33,6 +35,13 @@ class GaussianPrior(nn.Module):
     def log_density(self, z: torch.Tensor) -> torch.Tensor:
         """Unnormalised ``log p̃(z)``, shape ``(batch,)``."""
         return self.base_log_density(z)
+
+
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, sigma0: float) -> torch.Tensor:
+    """``KL(N(μ_j, e^{logvar_j}) ‖ N(0, σ0²))`` for every latent dimension, shape ``(batch, n_z)``:
+    ``½ ((e^{logvar} + μ²)/σ0² − 1 − logvar + log σ0²)``."""
+    s0 = sigma0 * sigma0
+    return 0.5 * ((logvar.exp() + mu.pow(2)) / s0 - 1 - logvar + math.log(s0))
 
 
 class EBMPrior(GaussianPrior):

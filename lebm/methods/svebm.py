@@ -34,7 +34,8 @@ from lebm.errors import ConfigError
 from lebm.likelihoods import squared_error
 from lebm.methods.base import OptimizerSpec, StepOutput
 from lebm.models import LatentEBM
-from lebm.priors import SymbolVectorPrior
+from lebm.nets import reparameterize
+from lebm.priors import SymbolVectorPrior, gaussian_kl_per_dim
 
 
 @dataclass
@@ -121,12 +122,10 @@ class SVEBM:
         model, c = self.model, self.config
         beta = cyclical_beta(self.n_steps, c)
         mu, logvar = model.encode(x)
-        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator,
-                                                    device=mu.device)
+        z = reparameterize(mu, logvar, generator)
         sq_err = squared_error(x, model.generate(z))
         nll = sq_err / (2 * model.likelihood.sigma**2)
-        s0 = model.config.sigma0**2
-        kl_dims = 0.5 * ((logvar.exp() + mu.pow(2)) / s0 - 1 - logvar + math.log(s0))
+        kl_dims = gaussian_kl_per_dim(mu, logvar, model.config.sigma0)
         kl_dim_mean = kl_dims.mean(0)
         kl_fb = (kl_dims * (kl_dim_mean > c.free_bits).float()).sum(1) if c.free_bits > 0 \
             else kl_dims.sum(1)

@@ -12,7 +12,6 @@ up to the Gaussian likelihood's constant). No MCMC anywhere; ``model.infer`` ret
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,6 +21,8 @@ from lebm.errors import ConfigError
 from lebm.likelihoods import squared_error
 from lebm.methods.base import OptimizerSpec, StepOutput
 from lebm.models import LatentEBM
+from lebm.nets import reparameterize
+from lebm.priors import gaussian_kl_per_dim
 
 
 @dataclass
@@ -40,8 +41,7 @@ class VAEConfig:
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, sigma0: float) -> torch.Tensor:
     """``KL(N(μ, diag e^{logvar}) ‖ N(0, σ0² I))`` per example, shape ``(batch,)``."""
-    s0 = sigma0 * sigma0
-    return 0.5 * ((logvar.exp() + mu.pow(2)) / s0 - 1 - logvar + math.log(s0)).sum(1)
+    return gaussian_kl_per_dim(mu, logvar, sigma0).sum(1)
 
 
 class VAE:
@@ -69,8 +69,7 @@ class VAE:
              diagnostics: bool = False) -> StepOutput:
         model = self.model
         mu, logvar = model.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
-        z = mu + (0.5 * logvar).exp() * eps
+        z = reparameterize(mu, logvar, generator)
         sq_err = squared_error(x, model.generate(z))
         kl = gaussian_kl(mu, logvar, model.config.sigma0)
         nll = sq_err / (2 * model.likelihood.sigma**2)

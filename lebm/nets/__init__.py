@@ -5,7 +5,7 @@ Networks here know nothing about densities or sampling; ``lebm.priors`` and
 """
 
 from lebm.nets.activations import ACTIVATIONS, make_activation
-from lebm.nets.encoders import ENCODERS, ConvEncoder, MLPEncoder, build_encoder
+from lebm.nets.encoders import ENCODERS, ConvEncoder, MLPEncoder, build_encoder, reparameterize
 from lebm.nets.energy import EnergyMLP
 from lebm.nets.generators import GENERATORS, ConvGenerator, MLPGenerator, build_generator
 
@@ -21,4 +21,5 @@ __all__ = [
     "MLPGenerator",
     "build_generator",
     "make_activation",
+    "reparameterize",
 ]

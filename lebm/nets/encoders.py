@@ -61,6 +61,14 @@ class ConvEncoder(nn.Module):
         return mu, logvar
 
 
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw ``z = μ + σ ε``, ``ε ~ N(0, I)``, of ``q = N(μ, diag e^{logvar})`` (with a
+    graph to ``μ`` and ``logvar``)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + (0.5 * logvar).exp() * eps
+
+
 def build_encoder(kind: str, in_shape: Sequence[int], n_z: int, *,
                   widths: Sequence[int] = (256, 256), ngf: int = 64,
                   activation: str = "leaky_relu") -> nn.Module | None:

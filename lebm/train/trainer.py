@@ -143,6 +143,7 @@ class Trainer:
             raise ConfigError(f"train.batch_size={t.batch_size} × {self.dist.world} process(es) "
                               f"exceeds the data set size ({len(self.data)} examples)")
         self.steps_per_epoch = len(self.data) // global_batch
+        self.labelled_pool = self.data.labelled_indices()  # for methods that use labels
         self.heldout = load_heldout(cfg, t.n_grid)
         cfg.model.data_shape = tuple(self.data.sample_shape)
 
@@ -311,9 +312,7 @@ class Trainer:
     def _labelled_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A batch from the labelled pool for methods that use labels; a function of the
         step and seed alone (so resume is exact); ``None`` if nothing is labelled."""
-        if not hasattr(self, "_labelled_pool"):
-            self._labelled_pool = self.data.labelled_indices()
-        pool = self._labelled_pool
+        pool = self.labelled_pool
         n = getattr(self.method.config, "labelled_batch_size", 0)
         if len(pool) == 0 or n == 0:
             return None
