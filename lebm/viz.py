@@ -131,7 +131,7 @@ def save_density(log_density: torch.Tensor, extent: float, path: str | os.PathLi
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium" if len(title) < 40 else "small")
     return _save_figure(fig, path)
 
 

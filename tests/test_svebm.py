@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lebm.data import load_dataset
 from lebm.errors import ConfigError
@@ -27,6 +28,24 @@ def test_mutual_information_extremes():
     assert float(mutual_information(logits)) == pytest.approx(math.log(4), abs=1e-4)
     same = torch.randn(1, 4).expand(6, 4)
     assert float(mutual_information(same)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mi_balance_revives_a_dead_symbol():
+    """Three symbols own the batch, symbol 3 holds almost no mass. The plain MI pushes its
+    logit further down; with the marginal entropy weighted by 2 the gradient pulls it up."""
+    gen = torch.Generator().manual_seed(0)
+    owner = torch.arange(300) % 3
+    logits = 8 * F.one_hot(owner, 4).float() + 0.3 * torch.randn(300, 4, generator=gen)
+    logits[:, 3] -= 6.0  # p̄_3 ≈ 1e-6
+    grads = {}
+    for balance in (1.0, 2.0):
+        x = logits.clone().requires_grad_(True)
+        mutual_information(x, balance).backward()
+        grads[balance] = float(x.grad[:, 3].sum())
+    assert grads[1.0] < 0 < grads[2.0], grads
+    # value: confident and balanced over K classes gives balance · log K
+    assert float(mutual_information(50 * torch.eye(4), 2.0)) == pytest.approx(2 * math.log(4),
+                                                                           abs=1e-4)
 
 
 def _toy_model(**kw) -> LatentEBM:

@@ -56,6 +56,8 @@ class SVEBMConfig:
     ratio_increase: float = field(default=0.25, metadata={"min": 0, "max": 1})
     free_bits: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
     mi_weight: float = field(default=15.0, metadata={"min": 0})
+    mi_balance: float = field(default=1.0, metadata={
+        "min": 0, "help": "weight of H(y) in the MI term, λ_b H(y) − H(y|z); 1 = MI"})
     cls_weight: float = field(default=1.0, metadata={"min": 0})
     labelled_batch_size: int = field(default=100, metadata={
         "min": 0, "help": "labelled examples drawn each step (0 = unsupervised)"})
@@ -75,14 +77,21 @@ def cyclical_beta(step: int, c: SVEBMConfig) -> float:
     return c.kl_max * (tau - c.ratio_zero) / c.ratio_increase
 
 
-def mutual_information(logits: torch.Tensor) -> torch.Tensor:
-    """``MI(z; y) = H(y) − H(y|z)`` with ``p(y|z) = softmax(logits)`` over the batch."""
+def mutual_information(logits: torch.Tensor, balance: float = 1.0) -> torch.Tensor:
+    """``MI(z; y) = H(y) − H(y|z)`` with ``p(y|z) = softmax(logits)`` over the batch.
+
+    ``balance`` weights the marginal entropy, ``balance · H(y) − H(y|z)`` (1 = the MI).
+    With weight 1 a symbol that has lost its mass (``p̄_k → 0``) is a stable point: at a
+    confidently assigned example the gradient on its logit is about
+    ``p_k (log p_k − log p̄_k + log p̄_c)``, negative unless ``p_k`` is concentrated on a
+    few examples. With ``balance = b > 1`` it is about ``p_k ((1 − b) log p̄_k + b log p̄_c)``,
+    positive once ``p̄_k`` is small enough, so dead symbols are pulled back."""
     log_p = F.log_softmax(logits, dim=1)
     p = log_p.exp()
     h_cond = -(p * log_p).sum(1).mean()
     log_marginal = torch.logsumexp(log_p, 0) - math.log(logits.shape[0])
     h_marg = -(log_marginal.exp() * log_marginal).sum()
-    return h_marg - h_cond
+    return balance * h_marg - h_cond
 
 
 class SVEBM:
@@ -136,14 +145,15 @@ class SVEBM:
         f_pos_enc = torch.logsumexp(logits_enc, 1)
         f_pos = torch.logsumexp(logits_ebm, 1)
         f_neg = self.prior.neg_energy(z_prior)
-        mi_enc, mi_ebm = mutual_information(logits_enc), mutual_information(logits_ebm)
+        mi_enc = mutual_information(logits_enc, c.mi_balance)
+        mi_ebm = mutual_information(logits_ebm, c.mi_balance)
 
         loss_model = (nll + beta * (kl_fb - f_pos_enc)).mean() - c.mi_weight * mi_enc
         loss_energy = beta * (f_neg.mean() - f_pos.mean()) - c.mi_weight * mi_ebm
         metrics: dict[str, torch.Tensor] = {
             "recon_error": sq_err.detach().mean(), "mse": sq_err.detach().mean() / x[0].numel(),
             "kl": kl_dims.detach().sum(1).mean(), "beta": torch.tensor(beta),
-            "mi": mi_ebm.detach(), "f_pos": f_pos.detach().mean(),
+            "mi": mutual_information(logits_ebm.detach()), "f_pos": f_pos.detach().mean(),
             "f_neg": f_neg.detach().mean(), "z_post_norm": mu.detach().norm(dim=1).mean(),
             "z_prior_norm": z_prior.norm(dim=1).mean(),
         }
