@@ -95,14 +95,52 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return total
 
 
+# train settings that do not change what a run learns
+_RUN_ONLY = ("max_steps", "progress", "threads", "sample_every", "checkpoint_every")
+
+
+def _learned_config(cfg: dict) -> dict:
+    from lebm.config import RunConfig
+
+    # through RunConfig: keys added since the run was trained take their defaults
+    out = json.loads(json.dumps(RunConfig.from_dict(cfg).to_dict()))
+    out["train"] = {k: v for k, v in out["train"].items() if k not in _RUN_ONLY}
+    out["model"].pop("data_shape", None)  # filled in from the data at train time
+    return out
+
+
+def config_of_command(cmd: list[str]) -> dict | None:
+    """The resolved config a ``lebm train PRESET ...`` command would run (``to_dict``), or
+    ``None`` for other commands."""
+    from lebm.cli import _parser
+    from lebm.config import build_config
+
+    if "train" not in cmd:
+        return None
+    a = _parser().parse_args(cmd[cmd.index("train"):])
+    direct: dict[str, Any] = {"train.seed": a.seed} if a.seed is not None else {}
+    return build_config(a.preset, a.overrides, **direct).to_dict()
+
+
+def same_config(run: Path, cmd: list[str]) -> bool:
+    """Whether ``run`` was trained with the config ``cmd`` asks for (run-only settings such
+    as the step budget and thread count aside)."""
+    want = config_of_command(cmd)
+    if want is None or not (run / "config.json").is_file():
+        return True
+    have = json.loads((run / "config.json").read_text())["config"]
+    return _learned_config(have) == _learned_config(want)
+
+
 def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[str, dict]:
     """Run ``lebm train`` commands ``parallel`` at a time; ``{run name: {seconds, steps}}``.
 
     ``jobs`` holds ``(run folder, command, steps)``. A run whose ``wall_seconds.json`` records
     the same number of steps is reused; an unfinished run with a checkpoint is continued with
     ``lebm resume`` (its wall time then covers this process only, marked ``resumed``), so an
-    interrupted script picks up where it stopped. Each run's output goes to ``<run>.log``
-    next to it; a failed run stops the script.
+    interrupted script picks up where it stopped. A run whose stored config differs from
+    the one its command builds now (a preset changed since) is trained again from scratch.
+    Each run's output goes to ``<run>.log`` next to it; a failed run stops the script.
     """
     import subprocess
 
@@ -110,7 +148,11 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
     todo = []
     for run, cmd, steps in jobs:
         wall_file = run / "wall_seconds.json"
-        if wall_file.is_file() and json.loads(wall_file.read_text()).get("steps") == steps:
+        if not same_config(run, cmd):
+            print(f"{run.name}: its config differs from the command's; training afresh",
+                  flush=True)
+            todo.append((run, cmd, steps))
+        elif wall_file.is_file() and json.loads(wall_file.read_text()).get("steps") == steps:
             walls[run.name] = json.loads(wall_file.read_text())
         elif (run / "checkpoints" / "latest").is_file() and (run / "config.json").is_file():
             resume = [cmd[0], "-m", "lebm.cli", "resume", str(run), "--max-steps", str(steps),

@@ -113,3 +113,30 @@ def test_anomaly_terms_full_score_is_the_models_own(tmp_path):
     own = model.anomaly_score(x, torch.Generator().manual_seed(0))
     assert r["auprc"]["full"] == pytest.approx(auprc(own, test.labels(torch.arange(150)) == 3),
                                                abs=1e-9)
+
+
+def test_train_runs_reuses_a_run_only_with_the_same_learned_config(tmp_path, monkeypatch):
+    """A finished run is reused only when its stored config is what the command builds
+    now; the step budget and thread count do not count, a changed preset value does."""
+    from lebm.config import build_config
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _common import same_config
+
+    run = tmp_path / "svebm-wine-d0"
+    run.mkdir()
+    stored = build_config("svebm-wine", ["train.threads=1"], **{"train.seed": 0}).to_dict()
+    (run / "config.json").write_text(json.dumps({"config": stored}))
+
+    def cmd(*extra: str) -> list[str]:
+        return [sys.executable, "-m", "lebm.cli", "train", "svebm-wine", "--run-dir", str(run),
+                "--seed", "0", "--overwrite", "--no-progress", *extra]
+
+    assert same_config(run, cmd("--set", "train.threads=2", "--max-steps", "50"))
+    assert not same_config(run, cmd("--set", "method.lr_e=2e-4"))  # a learned setting
+    assert not same_config(run, cmd("--seed", "1"))  # another label draw
+    # a key the stored config predates takes its default
+    del stored["method"]["mi_balance"]
+    (run / "config.json").write_text(json.dumps({"config": stored}))
+    assert same_config(run, cmd())
+    assert not same_config(run, cmd("--set", "method.mi_balance=2"))
