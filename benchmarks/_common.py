@@ -112,14 +112,11 @@ def _learned_config(cfg: dict) -> dict:
 def config_of_command(cmd: list[str]) -> dict | None:
     """The resolved config a ``lebm train PRESET ...`` command would run (``to_dict``), or
     ``None`` for other commands."""
-    from lebm.cli import _parser
-    from lebm.config import build_config
+    from lebm.cli import _parser, train_config
 
     if "train" not in cmd:
         return None
-    a = _parser().parse_args(cmd[cmd.index("train"):])
-    direct: dict[str, Any] = {"train.seed": a.seed} if a.seed is not None else {}
-    return build_config(a.preset, a.overrides, **direct).to_dict()
+    return train_config(_parser().parse_args(cmd[cmd.index("train"):])).to_dict()
 
 
 def same_config(run: Path, cmd: list[str]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from lebm.errors import LebmError
 
@@ -93,18 +94,25 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _cmd_train(a: argparse.Namespace) -> int:
+def train_config(a: argparse.Namespace):
+    """The run config of parsed ``lebm train`` arguments: preset, ``--set`` overrides and
+    the direct flags (``--max-steps``, ``--seed``, ``--no-progress``)."""
     from lebm.config import build_config
-    from lebm.train import Trainer
 
-    direct = {}
+    direct: dict[str, Any] = {}
     if a.max_steps is not None:
         direct["train.max_steps"] = a.max_steps
     if a.seed is not None:
         direct["train.seed"] = a.seed
     if a.no_progress:
         direct["train.progress"] = False
-    cfg = build_config(a.preset, a.overrides, **direct)
+    return build_config(a.preset, a.overrides, **direct)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from lebm.train import Trainer
+
+    cfg = train_config(a)
     trainer = Trainer(cfg, a.run_dir, overwrite=a.overwrite)
     last = trainer.fit()
     _report(trainer, last)

@@ -77,6 +77,17 @@ def cyclical_beta(step: int, c: SVEBMConfig) -> float:
     return c.kl_max * (tau - c.ratio_zero) / c.ratio_increase
 
 
+def symbol_entropies(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H(y), H(y|z))`` with ``p(y|z) = softmax(logits)`` over the batch (``H(y)`` of the
+    batch-mean ``p̄(y)``)."""
+    log_p = F.log_softmax(logits, dim=1)
+    p = log_p.exp()
+    h_cond = -(p * log_p).sum(1).mean()
+    log_marginal = torch.logsumexp(log_p, 0) - math.log(logits.shape[0])
+    h_marg = -(log_marginal.exp() * log_marginal).sum()
+    return h_marg, h_cond
+
+
 def mutual_information(logits: torch.Tensor, balance: float = 1.0) -> torch.Tensor:
     """``MI(z; y) = H(y) − H(y|z)`` with ``p(y|z) = softmax(logits)`` over the batch.
 
@@ -86,11 +97,7 @@ def mutual_information(logits: torch.Tensor, balance: float = 1.0) -> torch.Tens
     ``p_k (log p_k − log p̄_k + log p̄_c)``, negative unless ``p_k`` is concentrated on a
     few examples. With ``balance = b > 1`` it is about ``p_k ((1 − b) log p̄_k + b log p̄_c)``,
     positive once ``p̄_k`` is small enough, so dead symbols are pulled back."""
-    log_p = F.log_softmax(logits, dim=1)
-    p = log_p.exp()
-    h_cond = -(p * log_p).sum(1).mean()
-    log_marginal = torch.logsumexp(log_p, 0) - math.log(logits.shape[0])
-    h_marg = -(log_marginal.exp() * log_marginal).sum()
+    h_marg, h_cond = symbol_entropies(logits)
     return balance * h_marg - h_cond
 
 
@@ -146,14 +153,15 @@ class SVEBM:
         f_pos = torch.logsumexp(logits_ebm, 1)
         f_neg = self.prior.neg_energy(z_prior)
         mi_enc = mutual_information(logits_enc, c.mi_balance)
-        mi_ebm = mutual_information(logits_ebm, c.mi_balance)
+        h_marg, h_cond = symbol_entropies(logits_ebm)
+        mi_ebm = c.mi_balance * h_marg - h_cond
 
         loss_model = (nll + beta * (kl_fb - f_pos_enc)).mean() - c.mi_weight * mi_enc
         loss_energy = beta * (f_neg.mean() - f_pos.mean()) - c.mi_weight * mi_ebm
         metrics: dict[str, torch.Tensor] = {
             "recon_error": sq_err.detach().mean(), "mse": sq_err.detach().mean() / x[0].numel(),
             "kl": kl_dims.detach().sum(1).mean(), "beta": torch.tensor(beta),
-            "mi": mutual_information(logits_ebm.detach()), "f_pos": f_pos.detach().mean(),
+            "mi": (h_marg - h_cond).detach(), "f_pos": f_pos.detach().mean(),
             "f_neg": f_neg.detach().mean(), "z_post_norm": mu.detach().norm(dim=1).mean(),
             "z_prior_norm": z_prior.norm(dim=1).mean(),
         }
