@@ -65,6 +65,31 @@ def test_svebm_refuses_the_wrong_model():
         M(plain, SVEBMConfig())
 
 
+def test_logit_l2_adds_the_mean_squared_logits_to_the_energy_loss_only():
+    """Same draws with and without the penalty: the energy loss differs by exactly
+    λ (mean f(z)² + mean f(z⁻)²) at the step's own z and prior samples; the model loss not."""
+    torch.manual_seed(0)
+    model = _toy_model()
+    x = torch.randn(64, 2) * 3
+    lam = 0.05
+    outs = {}
+    for w in (0.0, lam):
+        method = SVEBM(model, SVEBMConfig(logit_l2=w))
+        outs[w] = method.step(x, torch.Generator().manual_seed(1))
+    # rebuild the step's z and z⁻ from the same generator to compute the penalty directly
+    g = torch.Generator().manual_seed(1)
+    from lebm.nets import reparameterize
+
+    mu, logvar = model.encode(x)
+    z = reparameterize(mu, logvar, g)
+    z_neg, _ = model.sample_latent(64, g)
+    expected = lam * (model.prior.logits(z).pow(2).mean() + model.prior.logits(z_neg).pow(2).mean())
+    diff = outs[lam].losses["energy"] - outs[0.0].losses["energy"]
+    assert expected.item() > 1e-4
+    assert torch.allclose(diff, expected, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(outs[lam].losses["model"], outs[0.0].losses["model"])
+
+
 def test_few_labels_classify_well_separated_toy():
     """8 Gaussians, 4 labels per component: test accuracy near perfect."""
     torch.manual_seed(0)
