@@ -96,7 +96,8 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 
 # train settings that do not change what a run learns
-_RUN_ONLY = ("max_steps", "progress", "threads", "sample_every", "checkpoint_every")
+_RUN_ONLY = ("max_steps", "progress", "threads", "sample_every", "checkpoint_every",
+             "keep_checkpoints")
 
 
 def _learned_config(cfg: dict) -> dict:

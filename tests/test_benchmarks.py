@@ -133,6 +133,7 @@ def test_train_runs_reuses_a_run_only_with_the_same_learned_config(tmp_path, mon
                 "--seed", "0", "--overwrite", "--no-progress", *extra]
 
     assert same_config(run, cmd("--set", "train.threads=2", "--max-steps", "50"))
+    assert same_config(run, cmd("--set", "train.keep_checkpoints=20"))  # run-only too
     assert not same_config(run, cmd("--set", "method.lr_e=2e-4"))  # a learned setting
     assert not same_config(run, cmd("--seed", "1"))  # another label draw
     # a key the stored config predates takes its default
