@@ -202,8 +202,11 @@ def markdown(result: dict) -> str:
             cells.append(f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}"
                                                       if s["std"] is not None else ""))
         lines.append(f"| {NAMES[r]} | " + " | ".join(cells) + " |")
+    train_min = sum(result["train_seconds"].values()) / 60
     lines += ["", f"Test accuracy (%), mean ± std over label draws {result['draws']}; "
-              f"{result['machine']['cpu']}, total {result['wall_seconds_total'] / 60:.1f} min.",
+              f"{result['machine']['cpu']}; training runs {train_min:.0f} min in all "
+              "(reused ones as first recorded), this script "
+              f"{result['wall_seconds_total'] / 60:.1f} min.",
               f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
 
