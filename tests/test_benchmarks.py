@@ -141,3 +141,24 @@ def test_train_runs_reuses_a_run_only_with_the_same_learned_config(tmp_path, mon
     (run / "config.json").write_text(json.dumps({"config": stored}))
     assert same_config(run, cmd())
     assert not same_config(run, cmd("--set", "method.mi_balance=2"))
+
+
+def test_ssl_table_sends_svebm_only_overrides_to_the_svebm_runs(tmp_path, monkeypatch):
+    """``--svebm-set`` reaches the SV-EBM commands only (the VAE has no ``mi_weight``, and
+    its command must still build a config); ``--set`` reaches both."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _common import config_of_command
+    from ssl_table import training_jobs
+
+    jobs = training_jobs(tmp_path, ["wine"], [0, 1], 50, 1, ["train.batch_size=32"],
+                         ["method.mi_weight=30"])
+    assert [(r.name, n) for r, _, n in jobs] == [
+        ("svebm-wine-d0", 50), ("vae-wine-d0", 50), ("svebm-wine-d1", 50), ("vae-wine-d1", 50)]
+    for run, cmd, _ in jobs:
+        cfg = config_of_command(cmd)
+        assert cfg is not None and cfg["train"]["batch_size"] == 32
+        assert cfg["train"]["seed"] == int(run.name[-1])
+        if run.name.startswith("svebm"):
+            assert cfg["method"]["mi_weight"] == 30
+        else:
+            assert "mi_weight" not in cfg["method"]
