@@ -81,3 +81,16 @@ def test_two_process_training_resumes_exactly(tmp_path, tiny_overrides):
 def _no_inherited_torchrun_env(monkeypatch):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
+
+
+def test_shutdown_distributed_leaves_the_process_group(tmp_path):
+    """The CLI leaves the group on exit (a gloo process that does not can abort at
+    interpreter shutdown); without a group it is a no-op."""
+    from lebm.train.distributed import shutdown_distributed
+
+    shutdown_distributed()  # nothing joined: no error
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rv'}", rank=0,
+                            world_size=1)
+    assert dist.is_initialized()
+    shutdown_distributed()
+    assert not dist.is_initialized()

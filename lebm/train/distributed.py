@@ -92,3 +92,11 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Distributed(rank, world), device
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, if one was joined. A gloo process that exits without this
+    can abort at interpreter shutdown (SIGABRT, "terminate called without an active
+    exception"), since gloo's worker threads still hold work objects then."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
