@@ -33,6 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import lebm
+    from lebm.metrics import accuracy
     from lebm.metrics.features import MNISTFeatures
     from lebm.viz import save_image_grid
 
@@ -43,15 +44,15 @@ def main() -> None:
     result: dict = {"run": args.run, "n_per_class": args.n, "seed": args.seed,
                     "default_steps": model.config.prior_steps, "accuracy": {},
                     "per_class": {}, "seconds": {}}
-    grid = []
+    grid, longest = [], max(args.steps)
     for steps in args.steps:
         t0, hits = time.perf_counter(), []
         for k in range(k_classes):
             gen = torch.Generator().manual_seed(args.seed + k)
             x = model.sample(args.n, gen, n_steps=steps, class_=k).detach()
             with torch.no_grad():
-                hits.append(float((clf.logits(x).argmax(1) == k).float().mean()))
-            if steps == max(args.steps):
+                hits.append(accuracy(clf.logits(x), torch.full((args.n,), k)))
+            if steps == longest:
                 grid.append(x[:10])
         result["per_class"][str(steps)] = hits
         result["accuracy"][str(steps)] = sum(hits) / len(hits)
