@@ -113,11 +113,11 @@ def _learned_config(cfg: dict) -> dict:
 def config_of_command(cmd: list[str]) -> dict | None:
     """The resolved config a ``lebm train PRESET ...`` command would run (``to_dict``), or
     ``None`` for other commands."""
-    from lebm.cli import _parser, train_config
+    from lebm.cli import build_parser, train_config
 
     if "train" not in cmd:
         return None
-    return train_config(_parser().parse_args(cmd[cmd.index("train"):])).to_dict()
+    return train_config(build_parser().parse_args(cmd[cmd.index("train"):])).to_dict()
 
 
 def same_config(run: Path, cmd: list[str]) -> bool:

@@ -44,7 +44,7 @@ def main() -> None:
     m = ev.model
     ds = ev.data(ev.test_split, all_classes=True)
     n = len(ds) if args.n_test is None else min(args.n_test, len(ds))
-    x = ev._x(ds, n)
+    x = ev.examples(ds, n)
     labels = ds.labels(torch.arange(n))
     if labels is None:
         raise LebmError("the test split has no labels")

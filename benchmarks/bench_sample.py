@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.model.data_shape = data_shape(cfg)
     torch.manual_seed(0)
     model = LatentEBM(cfg.model).to(device).eval()
+    p, chain = cfg.model.precision, cfg.model.prior_chain
     g = torch.Generator(device=device).manual_seed(0)
     times = time_calls(lambda: model.sample(args.n, g, batch_size=args.batch_size),
                        args.repeats, 1, device)
@@ -51,10 +52,10 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "sample", "preset": args.preset, "images_per_sec": args.n / s["median"],
         "sec_per_call": s["median"], "n": args.n, "batch_size": args.batch_size,
         "device": str(device),
-        "dtype": {"chain": str(resolve_dtype(m.chain_dtype, device)).removeprefix("torch.")},
-        "channels_last": m.channels_last, "compile": m.compile,
-        "config": {"n_z": m.n_z, "prior_steps": m.prior_steps,
-                   "prior_step_size": m.prior_step_size, "energy_widths": list(m.energy_widths),
+        "dtype": {"chain": str(resolve_dtype(p.chain_dtype, device)).removeprefix("torch.")},
+        "channels_last": p.channels_last, "compile": p.compile,
+        "config": {"n_z": m.n_z, "prior_kernel": chain.kernel, "prior_steps": chain.n_steps,
+                   "prior_step_size": chain.step_size, "energy_widths": list(m.energy_widths),
                    "generator": m.generator, "ngf": m.ngf},
         "overrides": args.overrides, "machine": machine(device),
     }

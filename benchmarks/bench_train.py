@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import count_flops, emit, machine, summary, time_calls  # noqa: E402
 
 from lebm.config import build_config  # noqa: E402
-from lebm.likelihoods import squared_error  # noqa: E402
-from lebm.methods import METHODS  # noqa: E402
-from lebm.models import LatentEBM  # noqa: E402
+from lebm.methods import Batch  # noqa: E402
 from lebm.sampling.precision import resolve_dtype  # noqa: E402
+from lebm.train import Learner  # noqa: E402
 
 # shape of one example for each data set a preset may name (no data is loaded)
 SHAPES = {"svhn": (3, 32, 32), "cifar10": (3, 32, 32), "mnist": (1, 28, 28),
@@ -46,29 +45,22 @@ def data_shape(cfg) -> tuple[int, ...]:
 
 
 def build(preset: str, overrides: list[str], device: torch.device):
+    """The preset's ``Learner`` (model, method, optimisers, as ``lebm train`` builds them) and
+    a fixed random batch of its data shape."""
     cfg = build_config(preset, overrides)
-    shape = cfg.model.data_shape = data_shape(cfg)
+    shape = data_shape(cfg)
     torch.manual_seed(cfg.train.seed)
-    model = LatentEBM(cfg.model).to(device)
-    method = METHODS[cfg.method_name](model, cfg.method)
-    specs = method.optimizers()
-    opts = {k: torch.optim.Adam(s.params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
-            for k, s in specs.items()}
+    learner = Learner(cfg, device, data_shape=shape)
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.rand(cfg.train.batch_size, *shape, generator=g, device=device) * 2 - 1
-    return cfg, model, method, opts, x, g
+    return cfg, learner, x, g
 
 
-def make_iteration(method, opts, x, g):
+def make_iteration(learner: Learner, x: torch.Tensor, g: torch.Generator):
+    """Exactly one training update of ``lebm train`` (losses, the one host sync for the
+    scalars, backward, optimiser steps)."""
     def iteration() -> None:
-        out = method.step(x, g)
-        named = list(out.losses.values()) + list(out.metrics.values())
-        torch.stack([v.detach().float().reshape(()) for v in named]).tolist()  # trainer's sync
-        for opt in opts.values():
-            opt.zero_grad(set_to_none=True)
-        sum(out.losses.values()).backward()
-        for opt in opts.values():
-            opt.step()
+        learner.update(Batch(x), g)
     return iteration
 
 
@@ -87,11 +79,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg, model, method, opts, x, g = build(args.preset, args.overrides, device)
-    iteration = make_iteration(method, opts, x, g)
+    cfg, learner, x, g = build(args.preset, args.overrides, device)
+    model = learner.model
+    iteration = make_iteration(learner, x, g)
     flops = count_flops(iteration)
     times = time_calls(iteration, args.iters, args.warmup, device)
     m = cfg.model
+    p = m.precision
     gen = model.generator
     widths = [mod.out_channels for mod in gen.modules()
               if isinstance(mod, torch.nn.ConvTranspose2d)]
@@ -100,12 +94,15 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "train_iteration", "preset": args.preset, "method": cfg.method_name,
         "sec_per_iter": s["median"], "sec_min": s["min"], "sec_max": s["max"],
         "iters": args.iters, "device": str(device),
-        "dtype": {"chain": str(resolve_dtype(m.chain_dtype, device)).removeprefix("torch."),
-                  "update": str(resolve_dtype(m.update_dtype, device)).removeprefix("torch.")},
-        "channels_last": m.channels_last,
-        "config": {"n_z": m.n_z, "prior_steps": m.prior_steps,
-                   "posterior_steps": m.posterior_steps, "prior_step_size": m.prior_step_size,
-                   "posterior_step_size": m.posterior_step_size, "sigma": m.sigma,
+        "dtype": {"chain": str(resolve_dtype(p.chain_dtype, device)).removeprefix("torch."),
+                  "update": str(resolve_dtype(p.update_dtype, device)).removeprefix("torch.")},
+        "channels_last": p.channels_last,
+        "config": {"n_z": m.n_z, "prior_kernel": m.prior_chain.kernel,
+                   "prior_steps": m.prior_chain.n_steps,
+                   "posterior_kernel": m.posterior_chain.kernel,
+                   "posterior_steps": m.posterior_chain.n_steps,
+                   "prior_step_size": m.prior_chain.step_size,
+                   "posterior_step_size": m.posterior_chain.step_size, "sigma": m.sigma,
                    "batch_size": cfg.train.batch_size, "generator": m.generator,
                    "generator_channels": widths or list(m.gen_widths),
                    "energy_widths": list(m.energy_widths)},
@@ -120,10 +117,10 @@ def main(argv: list[str] | None = None) -> dict:
         z = model.infer_latent(x, g)[0]
 
         def update() -> None:
-            for opt in opts.values():
+            for opt in learner.optimizers.values():
                 opt.zero_grad(set_to_none=True)
-            squared_error(x, model.generate(z)).mean().backward()
-            for opt in opts.values():
+            model.likelihood.distance(x, model.generate(z)).mean().backward()
+            for opt in learner.optimizers.values():
                 opt.step()
         parts["generator_update"] = update
         result["breakdown_sec"] = {

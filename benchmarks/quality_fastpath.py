@@ -51,7 +51,7 @@ def evaluate(run: Path, n_test: int, n_samples: int, test_x, test_stats, feats) 
     from lebm.metrics import FeatureStats, frechet_distance
 
     model = lebm.load(run)
-    model.config.chain_dtype, model.config.channels_last = "float32", False
+    model.config.precision.chain_dtype, model.config.precision.channels_last = "float32", False
     g = torch.Generator().manual_seed(1234)
     mses = []
     for i in range(0, n_test, 500):

@@ -45,7 +45,7 @@ NAMES = {"svebm": "SV-EBM", "supervised": "supervised only (same labels)",
 
 def _data(run: Path):
     """The run's labelled training subset, all training examples, and the test split."""
-    from lebm.train.trainer import load_data, read_run_config
+    from lebm.run import load_data, read_run_config
 
     cfg = read_run_config(run)
     train = load_data(cfg, "train")
@@ -58,20 +58,30 @@ def _x(ds, idx=None) -> torch.Tensor:
     return ds.batch(torch.arange(len(ds)) if idx is None else idx)
 
 
+class _EncoderClassifier(torch.nn.Module):
+    """An encoder's (μ, log σ²) output → a K-way linear head."""
+
+    def __init__(self, encoder: torch.nn.Module, dim: int, k: int) -> None:
+        super().__init__()
+        self.encoder, self.out = encoder, torch.nn.Linear(2 * dim, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.cat(self.encoder(x), 1))
+
+
 def supervised_only(run: Path, steps: int, seed: int) -> float:
     """The SV-EBM encoder architecture + linear head, cross-entropy on the labels alone."""
     import lebm
     from lebm.nets import build_encoder
 
     cfg, train, lab, test = _data(run)
-    m = lebm.load(run).config
+    model = lebm.load(run)
+    m = model.config
     torch.manual_seed(seed)
-    trunk = build_encoder(m.encoder, m.data_shape, m.n_z, widths=m.gen_widths[::-1], ngf=m.ngf,
-                          activation=m.gen_activation)
-    assert trunk is not None
-    # encoder body → its (μ, log σ²) layer → a K-way linear head
-    net = torch.nn.Sequential(trunk.trunk, torch.nn.Flatten(), trunk.head,
-                              torch.nn.Linear(2 * m.n_z, m.n_classes))
+    encoder = build_encoder(m.encoder, m.data_shape, model.latent, widths=m.gen_widths[::-1],
+                            ngf=m.ngf, activation=m.gen_activation)
+    assert encoder is not None
+    net = _EncoderClassifier(encoder, model.latent.dim, m.n_classes)
     x, y = _x(train, lab), train.targets[lab]
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed)

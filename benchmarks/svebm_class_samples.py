@@ -42,7 +42,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"run": args.run, "n_per_class": args.n, "seed": args.seed,
-                    "default_steps": model.config.prior_steps, "accuracy": {},
+                    "default_steps": model.config.prior_chain.n_steps, "accuracy": {},
                     "per_class": {}, "seconds": {}}
     grid, longest = [], max(args.steps)
     for steps in args.steps:

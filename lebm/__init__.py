@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lebm._version import __version__
+
 if TYPE_CHECKING:
-    from lebm.models import LatentEBM
-
-__version__ = "0.1.0"
+    from lebm.models import LatentModel
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LatentEBM:
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LatentModel:
     """Load a model from a run folder (its latest checkpoint) or a model folder.
 
     A model folder is what ``model.save_pretrained(dir)`` writes (``config.json`` +
-    ``model.safetensors``); a run folder is what ``lebm train`` writes.
+    ``model.safetensors``); a run folder is what ``lebm train`` writes. Any registered model
+    class (``lebm.models.MODEL_CLASSES``) loads.
     """
     from lebm.errors import CheckpointError
     from lebm.models import MODEL_FORMAT, load_model

@@ -16,7 +16,8 @@ from typing import Any
 from lebm.errors import LebmError
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lebm`` argument parser (public: benchmarks parse train commands with it)."""
     p = argparse.ArgumentParser(prog="lebm", description="Latent-space energy-based models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -40,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=64, help="number of samples")
     s.add_argument("--out", type=Path, required=True, help="output PNG")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--steps", type=int, help="prior Langevin steps (default: the model's)")
+    s.add_argument("--steps", type=int, help="prior chain steps (default: the model's)")
+    s.add_argument("--step-size", type=float, help="prior chain step size (default: the "
+                   "model's)")
+    s.add_argument("--kernel", help="prior chain kernel: langevin, mala, hmc or kinetic "
+                   "(default: the model's)")
     s.add_argument("--class", dest="class_", type=int, metavar="K",
                    help="sample symbol K of a symbol-vector prior (SV-EBM runs)")
 
@@ -91,6 +96,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="the first N examples only")
     p.add_argument("--label-column", help="csv data: the label column (name or index)")
+    p.add_argument("--binarize", action="store_true",
+                   help="images: pixels to exactly -1 or 1 (for likelihood=bernoulli models)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -156,12 +163,10 @@ def _cmd_sample(a: argparse.Namespace) -> int:
         raise LebmError(f"--steps must be >= 0, got {a.steps}")
     model = lebm.load(a.run_dir)
     gen = torch.Generator().manual_seed(a.seed)
-    kwargs = {} if a.steps is None else {"n_steps": a.steps}
-    if a.class_ is not None:
-        kwargs["class_"] = a.class_
     try:
-        x = model.sample(a.n, gen, **kwargs)
-    except ValueError as exc:  # a class out of range, or a model without symbols
+        x = model.sample(a.n, gen, class_=a.class_, n_steps=a.steps, step_size=a.step_size,
+                         kernel=a.kernel)
+    except ValueError as exc:  # bad chain settings, a class out of range, no symbols
         raise LebmError(str(exc)) from exc
     if x.dim() == 4:
         save_image_grid(x, a.out)
@@ -176,7 +181,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
 
     import lebm
     from lebm.metrics.scores import reconstruction_mse
-    from lebm.train.trainer import load_data, load_heldout, read_run_config
+    from lebm.run import load_data, load_heldout, read_run_config
     from lebm.viz import save_pairs_grid
 
     if a.n < 1:
@@ -252,10 +257,11 @@ def _load_for_model(a: argparse.Namespace, model):
 
     if a.limit is not None and a.limit < 1:
         raise LebmError(f"--limit must be >= 1, got {a.limit}")
-    image_size = model.config.data_shape[-1] if len(model.config.data_shape) == 3 else None
+    image_size = model.data_shape[-1] if len(model.data_shape) == 3 else None
     extra = {"label_column": a.label_column} if getattr(a, "label_column", None) else {}
     try:
         return load_dataset(a.data, a.split, a.root, image_size=image_size, limit=a.limit,
+                            binarize=a.binarize,
                             **extra)
     except (ValueError, OSError) as exc:
         raise LebmError(f"{a.data} ({a.split}): {exc}") from exc
@@ -289,7 +295,7 @@ def _anomaly_classes(a: argparse.Namespace) -> list[int]:
             return [int(c) for c in a.anomalies.split(",") if c.strip()]
         except ValueError:
             raise LebmError(f"--anomalies expects integers, got {a.anomalies!r}") from None
-    from lebm.train.trainer import read_run_config
+    from lebm.run import read_run_config
 
     try:
         return list(read_run_config(a.run_dir).data.exclude_classes)
@@ -316,7 +322,7 @@ COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "sample": _cmd_sample,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except LebmError as exc:

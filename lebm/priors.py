@@ -1,60 +1,150 @@
-"""Latent priors: unnormalised log-densities ``log p̃(z)``.
+"""Latent priors: unnormalised log-densities ``log p̃(z)`` on the flat latent ``z``.
 
 Sign convention (REFERENCE §0.1): ``f`` is the **negative energy**, and
 
     log p̃(z) = f(z) − ‖z‖² / (2 σ0²),      p(z) = exp(f(z)) N(z; 0, σ0² I) / Z.
 
-The Gaussian prior is the special case ``f ≡ 0`` (the ABP baseline).
+Every prior is an exponential tilt of the reference ``N(0, σ0² I)`` and has the protocol of
+``Prior``: ``log_density``, ``neg_energy`` (``f``), ``base_log_density`` (the reference's
+``−‖z‖²/(2σ0²)``), ``sample_base`` (exact reference draws), and declares what it can do
+instead of being recognised by its class:
+
+* ``needs_chain``  ``False`` when ``sample_base`` is already an exact prior sample (``f ≡ 0``);
+* ``capabilities`` e.g. ``{"gaussian"}`` (closed-form KL against it), ``{"energy"}`` (a
+  learned ``f``), ``"symbols"`` (``n_classes`` logits ``f_k``: ``logits(z)`` gives
+  ``p(y|z)`` and ``conditional(y)`` the class-conditional chain target).
+
+``PRIORS`` maps a config name to a class; ``build_prior`` builds any of them from one
+``PriorSettings``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from lebm.latent import LatentSpec
+from lebm.nets import EnergyMLP
 
-class GaussianPrior(nn.Module):
-    """``p(z) = N(0, σ0² I)``: ``log p̃(z) = −‖z‖²/(2σ0²)``. No parameters."""
+LogDensity = Callable[[torch.Tensor], torch.Tensor]
 
-    has_energy = False
 
-    def __init__(self, n_z: int, sigma0: float = 1.0) -> None:
+@dataclass
+class PriorSettings:
+    """What any registered prior may need to be built (each takes what it uses)."""
+
+    sigma0: float = 1.0
+    n_classes: int = 0
+    energy_widths: tuple[int, ...] = (200, 200)
+    energy_activation: str = "gelu"
+    energy_spectral_norm: bool = False
+
+
+class Prior(nn.Module):
+    """Base of every prior: the reference ``N(0, σ0² I)`` and the protocol's defaults.
+
+    Subclasses define ``neg_energy`` (``f``) and ``build``; ``log_density`` is
+    ``f(z) + base_log_density(z)``.
+    """
+
+    kind: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    needs_chain: ClassVar[bool] = True
+    _anchor: torch.Tensor
+
+    def __init__(self, latent: LatentSpec, sigma0: float = 1.0) -> None:
         super().__init__()
-        self.n_z, self.sigma0 = n_z, float(sigma0)
+        if not sigma0 > 0:
+            raise ValueError(f"sigma0 must be > 0, got {sigma0}")
+        self.latent, self.sigma0 = latent, float(sigma0)
+        # follows the module across devices (sample_base draws there); not saved
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)
+
+    @classmethod
+    def build(cls, latent: LatentSpec, s: PriorSettings) -> Prior:
+        raise NotImplementedError
+
+    @property
+    def n_classes(self) -> int:
+        """Number of symbols ``K`` (0: no symbols)."""
+        return 0
+
+    def neg_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """``f(z)``, shape ``(batch,)``."""
+        raise NotImplementedError
+
+    def base_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """``−‖z‖²/(2σ0²)``, shape ``(batch,)``: the reference ``N(0, σ0² I)`` up to its
+        normaliser ``−(d/2) log(2πσ0²)`` (``base_log_normalizer``)."""
+        return -z.flatten(1).pow(2).sum(1) / (2 * self.sigma0**2)
+
+    def base_log_normalizer(self) -> float:
+        """``−(d/2) log(2πσ0²)``: adds to ``base_log_density`` to give ``log N(z; 0, σ0² I)``."""
+        return -0.5 * self.latent.dim * math.log(2 * math.pi * self.sigma0**2)
+
+    def log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """Unnormalised ``log p̃(z) = f(z) − ‖z‖²/(2σ0²)``, shape ``(batch,)``."""
+        return self.neg_energy(z) + self.base_log_density(z)
+
+    def sample_base(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Exact draws ``σ0 ε`` of the reference ``N(0, σ0² I)``, shape ``(n, dim)``."""
+        return self.sigma0 * torch.randn(n, self.latent.dim, generator=generator,
+                                         device=self._anchor.device)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """``(f_1(z), …, f_K(z))`` of a prior with symbols, shape ``(batch, K)``."""
+        raise ValueError("this prior has no symbols (use a symbol-vector prior, prior=symbol)")
+
+    def conditional(self, y: int) -> LogDensity:
+        """``z ↦ log p̃(z | y)``, the chain target of symbol ``y``."""
+        raise ValueError("sampling a class needs a symbol-vector prior (prior=symbol)")
+
+
+class GaussianPrior(Prior):
+    """``p(z) = N(0, σ0² I)``: ``log p̃(z) = −‖z‖²/(2σ0²)``, ``f ≡ 0``. No parameters; its
+    ``sample_base`` is an exact prior sample (the ABP and VAE baselines)."""
+
+    kind: ClassVar[str] = "gaussian"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"gaussian"})
+    needs_chain: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, latent: LatentSpec, s: PriorSettings) -> GaussianPrior:
+        return cls(latent, s.sigma0)
 
     def neg_energy(self, z: torch.Tensor) -> torch.Tensor:
         """``f(z) = 0``, shape ``(batch,)``."""
         return z.new_zeros(z.shape[0])
 
-    def base_log_density(self, z: torch.Tensor) -> torch.Tensor:
-        """``−‖z‖²/(2σ0²)``, shape ``(batch,)``."""
-        return -z.flatten(1).pow(2).sum(1) / (2 * self.sigma0**2)
-
     def log_density(self, z: torch.Tensor) -> torch.Tensor:
-        """Unnormalised ``log p̃(z)``, shape ``(batch,)``."""
+        """``log p̃(z) = −‖z‖²/(2σ0²)``, shape ``(batch,)``."""
         return self.base_log_density(z)
 
 
-def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, sigma0: float) -> torch.Tensor:
-    """``KL(N(μ_j, e^{logvar_j}) ‖ N(0, σ0²))`` for every latent dimension, shape ``(batch, n_z)``:
-    ``½ ((e^{logvar} + μ²)/σ0² − 1 − logvar + log σ0²)``."""
-    s0 = sigma0 * sigma0
-    return 0.5 * ((logvar.exp() + mu.pow(2)) / s0 - 1 - logvar + math.log(s0))
+class EBMPrior(Prior):
+    """Exponentially tilted Gaussian ``p(z) ∝ exp(f(z)) N(0, σ0² I)`` (REFERENCE §0.1).
 
-
-class EBMPrior(GaussianPrior):
-    """Exponentially tilted Gaussian ``p(z) ∝ exp(f(z)) N(0, σ0² I)``.
-
-    ``energy_net`` maps ``(batch, n_z)`` to ``(batch,)`` and is the negative energy ``f``.
+    ``energy_net`` maps ``(batch, dim)`` to ``(batch,)`` and is the negative energy ``f``.
     """
 
-    has_energy = True
+    kind: ClassVar[str] = "ebm"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"energy"})
+    needs_chain: ClassVar[bool] = True
 
-    def __init__(self, energy_net: nn.Module, n_z: int, sigma0: float = 1.0) -> None:
-        super().__init__(n_z, sigma0)
+    def __init__(self, energy_net: nn.Module, latent: LatentSpec, sigma0: float = 1.0) -> None:
+        super().__init__(latent, sigma0)
         self.energy_net = energy_net
+
+    @classmethod
+    def build(cls, latent: LatentSpec, s: PriorSettings) -> EBMPrior:
+        net = EnergyMLP(latent.dim, s.energy_widths, s.energy_activation, 1,
+                        s.energy_spectral_norm)
+        return cls(net, latent, s.sigma0)
 
     def neg_energy(self, z: torch.Tensor) -> torch.Tensor:
         """``f(z)``, shape ``(batch,)``."""
@@ -72,16 +162,31 @@ class SymbolVectorPrior(EBMPrior):
         p(z)    ∝ exp(F(z)) N(z; 0, σ0² I),  F(z) = logsumexp_k f_k(z)
         p(y|z)  = softmax_k f_k(z)
 
-    ``neg_energy`` is the marginal's ``F``, so every chain and loss written for ``EBMPrior``
-    works unchanged on the marginal prior.
+    ``neg_energy`` is the marginal's ``F``, so every chain and loss written for a tilted
+    prior works unchanged on the marginal prior.
     """
 
-    def __init__(self, energy_net: nn.Module, n_z: int, n_classes: int,
+    kind: ClassVar[str] = "symbol"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"energy", "symbols"})
+
+    def __init__(self, energy_net: nn.Module, latent: LatentSpec, n_classes: int,
                  sigma0: float = 1.0) -> None:
-        super().__init__(energy_net, n_z, sigma0)
+        super().__init__(energy_net, latent, sigma0)
         if n_classes < 2:
             raise ValueError(f"a symbol-vector prior needs n_classes >= 2, got {n_classes}")
-        self.n_classes = n_classes
+        self._n_classes = int(n_classes)
+
+    @classmethod
+    def build(cls, latent: LatentSpec, s: PriorSettings) -> SymbolVectorPrior:
+        if s.n_classes < 2:
+            raise ValueError(f"prior=symbol needs n_classes >= 2, got {s.n_classes}")
+        net = EnergyMLP(latent.dim, s.energy_widths, s.energy_activation, s.n_classes,
+                        s.energy_spectral_norm)
+        return cls(net, latent, s.n_classes, s.sigma0)
+
+    @property
+    def n_classes(self) -> int:
+        return self._n_classes
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """``f(z) = (f_1(z), …, f_K(z))``, shape ``(batch, K)``."""
@@ -96,3 +201,26 @@ class SymbolVectorPrior(EBMPrior):
         logits = self.logits(z)
         y = torch.as_tensor(y, device=z.device).expand(z.shape[0])
         return logits.gather(1, y[:, None]).squeeze(1) + self.base_log_density(z)
+
+    def conditional(self, y: int) -> LogDensity:
+        if not 0 <= y < self.n_classes:
+            raise ValueError(f"class must be in 0..{self.n_classes - 1}, got {y}")
+        return lambda z: self.class_log_density(z, y)
+
+
+PRIORS: dict[str, type[Prior]] = {"gaussian": GaussianPrior, "ebm": EBMPrior,
+                                          "symbol": SymbolVectorPrior}
+
+
+def build_prior(kind: str, latent: LatentSpec, settings: PriorSettings) -> Prior:
+    """The prior registered as ``kind``; ``ValueError`` for an unknown kind or bad settings."""
+    if kind not in PRIORS:
+        raise ValueError(f"unknown prior {kind!r}; choose one of {', '.join(PRIORS)}")
+    return PRIORS[kind].build(latent, settings)
+
+
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, sigma0: float) -> torch.Tensor:
+    """``KL(N(μ_j, e^{logvar_j}) ‖ N(0, σ0²))`` for every latent dimension, shape ``(batch, dim)``:
+    ``½ ((e^{logvar} + μ²)/σ0² − 1 − logvar + log σ0²)``."""
+    s0 = sigma0 * sigma0
+    return 0.5 * ((logvar.exp() + mu.pow(2)) / s0 - 1 - logvar + math.log(s0))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lebm.errors import ConfigError
-from lebm.methods import ABP, VAE, LEBMConfig, VAEConfig
+from lebm.methods import ABP, VAE, Batch, LEBMConfig, VAEConfig
 from lebm.methods.vae import gaussian_kl
 from lebm.models import LatentEBM, ModelConfig
 
@@ -58,15 +58,15 @@ def test_vae_loss_is_the_exact_negative_elbo():
     x = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
     xs = x.repeat(4000, 1)
     vae = VAE(model, VAEConfig())
-    normaliser = model.likelihood.log_normalizer(3)
+    normaliser = model.likelihood.log_normalizer(x)
     exact = _exact_log_px(x).mean()
     with torch.no_grad():
-        elbo = -vae.step(xs, torch.Generator().manual_seed(0)).losses["model"] + normaliser
+        elbo = -vae.step(Batch(xs), torch.Generator().manual_seed(0)).losses["model"] + normaliser
     torch.testing.assert_close(elbo, exact, atol=0.01, rtol=0)  # SE of the mean ≈ 0.003
     # a worse q gives a strictly lower ELBO
     with torch.no_grad():
         model.encoder.head.bias[2:] += 1.0
-        worse = -vae.step(xs, torch.Generator().manual_seed(0)).losses["model"] + normaliser
+        worse = -vae.step(Batch(xs), torch.Generator().manual_seed(0)).losses["model"] + normaliser
     assert worse < exact - 0.1
 
 
@@ -84,13 +84,14 @@ def test_vae_learns_a_linear_gaussian_model():
     opt = torch.optim.Adam(vae.optimizers()["model"].params, lr=1e-2)
     for _ in range(600):
         idx = torch.randint(0, 4000, (200,), generator=g)
-        loss = vae.step(data[idx], g).losses["model"]
+        loss = vae.step(Batch(data[idx]), g).losses["model"]
         opt.zero_grad()
         loss.backward()
         opt.step()
     x = data[:1000]
     with torch.no_grad():
-        elbo = -vae.step(x.repeat(4, 1), g).losses["model"] + model.likelihood.log_normalizer(3)
+        elbo = (-vae.step(Batch(x.repeat(4, 1)), g).losses["model"]
+                + model.likelihood.log_normalizer(x))
     exact = _exact_log_px(x).mean()
     assert exact - 0.1 < elbo < exact + 0.02  # a bound, and nearly tight at the optimum
 
@@ -114,7 +115,7 @@ def test_baselines_refuse_the_wrong_model():
 def test_encoder_then_langevin_starts_from_q():
     """inference=encoder+langevin with 0 steps returns a draw of q: mean μ(x), var σ_q²."""
     model = _linear_vae()
-    model.config.inference, model.config.posterior_steps = "encoder+langevin", 0
+    model.config.inference, model.config.posterior_chain.n_steps = "encoder+langevin", 0
     x = torch.tensor([[0.3, -0.5, 0.2]]).repeat(20000, 1)
     z = model.infer(x, torch.Generator().manual_seed(0))
     mu, logvar = model.encode(x[:1])

@@ -24,7 +24,8 @@ def test_presets_lists_one_line_each(capsys):
     assert all(line.split()[0] in PRESETS for line in lines)
     assert main(["presets", "--keys", "svhn"]) == 0
     out = capsys.readouterr().out
-    assert "model.prior_steps = 60" in out and "method.lr_e = 2e-05" in out
+    assert "model.prior_chain.n_steps = 60" in out and "method.lr_e = 2e-05" in out
+    assert "model.precision.chain_dtype = 'auto'" in out
 
 
 def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):

@@ -1,4 +1,5 @@
-"""Contract test over every method × generator: shapes, gradients, save/load, determinism."""
+"""Contract tests over every method × model class × generator × likelihood, and over every
+registered prior: shapes, gradients, save/load, determinism, capabilities."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import pytest
 import torch
 
 import lebm
-from lebm.methods import METHODS
-from lebm.models import LatentEBM, ModelConfig
+from lebm.latent import LatentSpec
+from lebm.methods import METHODS, Batch
+from lebm.models import MODEL_CLASSES, ChainConfig, LatentEBM, LatentModel, ModelConfig
+from lebm.priors import PRIORS, PriorSettings, build_prior
 
 GENERATORS = {
     "mlp-8x8": dict(generator="mlp", data_shape=(1, 8, 8), gen_widths=(32, 32)),
@@ -25,43 +28,74 @@ METHOD_MODELS = {
     "svebm": dict(prior="symbol", n_classes=3, energy_widths=(16, 16), encoder="auto",
                   inference="encoder"),
 }
+# every likelihood on the generators it fits, and data it takes
+LIKELIHOOD_CASES = {
+    "gaussian": ["mlp-8x8", "conv-16"],
+    "bernoulli": ["mlp-8x8", "conv-16"],
+    "categorical": ["tokens"],
+}
+TOKENS = dict(generator="mlp", data_shape=(5,), gen_widths=(16,), gen_output="identity",
+              n_categories=7)
+# how each registered model class is built for the contract (every class must appear)
+MODEL_BUILDERS = {"LatentEBM": lambda **kw: LatentEBM(ModelConfig(**kw))}
+SHORT = dict(prior_chain=ChainConfig(n_steps=3, step_size=0.4),
+             posterior_chain=ChainConfig(n_steps=3, step_size=0.1))
 
 
-def _model(gen: str, method: str, **kw) -> LatentEBM:
+def _data(model: LatentModel, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, *model.data_shape)
+    kind = model.config.likelihood
+    if kind == "categorical":
+        return torch.randint(0, model.config.n_categories, shape, generator=g)
+    x = torch.rand(shape, generator=g) * 2 - 1
+    return torch.where(x > 0, 1.0, -1.0) if kind == "bernoulli" else x
+
+
+def _model(gen: str, method: str, likelihood: str = "gaussian",
+           model_class: str = "LatentEBM") -> LatentModel:
+    arch = dict(TOKENS) if gen == "tokens" else dict(GENERATORS[gen])
     spec = dict(METHOD_MODELS[method])
     if spec.get("encoder") == "auto":
-        spec["encoder"] = GENERATORS[gen]["generator"]
-    cfg = ModelConfig(n_z=6, prior_steps=3, posterior_steps=3, **GENERATORS[gen], **spec, **kw)
-    return LatentEBM(cfg)
+        spec["encoder"] = arch["generator"]
+    if likelihood != "gaussian":
+        arch["gen_output"] = "identity"  # logits
+    return MODEL_BUILDERS[model_class](n_z=6, likelihood=likelihood, **SHORT, **arch, **spec)
 
 
-def test_every_method_has_a_contract_case():
+def test_every_registry_entry_has_a_contract_case():
     assert set(METHOD_MODELS) == set(METHODS)
+    assert set(MODEL_BUILDERS) == set(MODEL_CLASSES)
+    from lebm.likelihoods import LIKELIHOODS
+
+    assert set(LIKELIHOOD_CASES) == set(LIKELIHOODS)
 
 
-@pytest.mark.parametrize("method_name", METHOD_MODELS)
-@pytest.mark.parametrize("gen", GENERATORS)
-def test_model_contract(gen: str, method_name: str, tmp_path):
-    torch.manual_seed(0)
-    model = _model(gen, method_name)
-    shape = model.config.data_shape
-    x = torch.rand(5, *shape) * 2 - 1
+def _check_contract(model: LatentModel, method_name: str, tmp_path) -> None:
+    dim = model.latent.dim
+    shape = model.data_shape
+    x = _data(model, 5)
 
     # shapes
     z = model.infer(x, torch.Generator().manual_seed(0))
-    assert z.shape == (5, 6) and not z.requires_grad
+    assert z.shape == (5, dim) and not z.requires_grad
     assert model.decode(z).shape == (5, *shape)
     assert model.sample(3, torch.Generator().manual_seed(0)).shape == (3, *shape)
     assert model.reconstruct(x).shape == x.shape
     assert model.prior_log_density(z).shape == (5,)
+    assert model.prior_target()(z).shape == (5,)
+    assert model.posterior_target(x)(z).shape == (5,)
     assert model.log_joint(z, x).shape == (5,)
     assert model.anomaly_score(x).shape == (5,)
 
     # gradients of the method's losses reach every parameter, and only through its optimiser
     method = METHODS[method_name](model, METHODS[method_name].Config())
-    out = method.step(x, torch.Generator().manual_seed(1), diagnostics=True)
+    n_lab = method.labelled_batch_size
+    labelled = (x[:2], torch.tensor([0, 1])) if n_lab else None
+    out = method.step(Batch(x, labelled), torch.Generator().manual_seed(1), diagnostics=True)
     specs = method.optimizers()
     assert set(out.losses) == set(specs)
+    assert all(torch.isfinite(v).all() for v in out.metrics.values())
     # f's output bias cancels in L_f = mean f(prior) − mean f(post): its gradient is exactly 0
     out_bias = [n for n, _ in model.named_parameters()
                 if n.startswith("prior.")][-1:] if method_name == "lebm" else []
@@ -81,8 +115,8 @@ def test_model_contract(gen: str, method_name: str, tmp_path):
     # save / load round trip gives identical outputs
     model.save_pretrained(tmp_path / "m")
     again = lebm.load(tmp_path / "m")
-    assert isinstance(again, LatentEBM) and again.config == model.config
-    zz = torch.randn(4, 6)
+    assert type(again) is type(model) and again.config == model.config
+    zz = torch.randn(4, dim)
     torch.testing.assert_close(again.decode(zz), model.decode(zz), rtol=0, atol=0)
     torch.testing.assert_close(again.prior_log_density(zz), model.prior_log_density(zz),
                                rtol=0, atol=0)
@@ -93,6 +127,96 @@ def test_model_contract(gen: str, method_name: str, tmp_path):
     a = model.sample(4, torch.Generator().manual_seed(5))
     b = model.sample(4, torch.Generator().manual_seed(5))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method_name", METHOD_MODELS)
+@pytest.mark.parametrize("gen", GENERATORS)
+def test_model_contract(gen: str, method_name: str, tmp_path):
+    torch.manual_seed(0)
+    _check_contract(_model(gen, method_name), method_name, tmp_path)
+
+
+@pytest.mark.parametrize("model_class", MODEL_BUILDERS)
+@pytest.mark.parametrize("method_name", METHOD_MODELS)
+@pytest.mark.parametrize("likelihood, gen", [(lik, g) for lik, gens in LIKELIHOOD_CASES.items()
+                                             for g in gens if lik != "gaussian"])
+def test_model_contract_per_likelihood(likelihood: str, gen: str, method_name: str,
+                                       model_class: str, tmp_path):
+    torch.manual_seed(0)
+    needs_encoder = METHOD_MODELS[method_name].get("encoder") == "auto"
+    if likelihood == "categorical" and needs_encoder:
+        with pytest.raises(ValueError, match="no encoder reads token data"):
+            _model(gen, method_name, likelihood, model_class)
+        return
+    model = _model(gen, method_name, likelihood, model_class)
+    assert model.likelihood.name == likelihood
+    _check_contract(model, method_name, tmp_path)
+
+
+def test_chain_overrides_and_kernels_reach_the_model_chains():
+    torch.manual_seed(0)
+    model = _model("mlp-8x8", "lebm")
+    x = _data(model, 4)
+    for kernel in ("langevin", "mala", "hmc", "kinetic"):
+        _, trace = model.sample_latent(4, torch.Generator().manual_seed(0), record=True,
+                                       kernel=kernel, n_steps=5, step_size=0.1)
+        assert trace is not None and trace.log_density.shape == (5, 4)
+        assert (trace.acceptance is not None) == (kernel in ("mala", "hmc"))
+        z = model.infer(x, torch.Generator().manual_seed(0), kernel=kernel, n_steps=2)
+        assert z.shape == (4, 6)
+    # the overrides leave the model's own settings alone; bad ones are refused by name
+    assert model.config.prior_chain.kernel == "langevin"
+    with pytest.raises(ValueError, match="prior_chain.step_size: must be > 0"):
+        model.sample(2, step_size=-1.0)
+    with pytest.raises(ValueError, match="prior_chain.kernel: must be one of"):
+        model.sample(2, kernel="gibbs")
+    # step_scale shrinks the step: the first move of a noiseless chain scales by s²
+    z0 = torch.randn(3, 6)
+    one = dict(n_steps=1, noise=False, z0=z0)
+    d1 = model.sample_latent(3, **one)[0] - z0
+    d2 = model.sample_latent(3, step_scale=0.5, **one)[0] - z0
+    torch.testing.assert_close(d2, 0.25 * d1)
+
+
+# ---------------------------------------------------------------------------- priors
+
+PRIOR_SETTINGS = PriorSettings(sigma0=0.7, n_classes=3, energy_widths=(8,))
+
+
+@pytest.mark.parametrize("kind", PRIORS)
+def test_prior_contract(kind: str):
+    torch.manual_seed(0)
+    latent = LatentSpec((4,))
+    prior = build_prior(kind, latent, PRIOR_SETTINGS)
+    assert prior.kind == kind and prior.latent == latent
+    z = torch.randn(6, 4)
+    # log p̃ = f + base, with base the reference N(0, σ0²) up to its normaliser
+    torch.testing.assert_close(prior.log_density(z), prior.neg_energy(z)
+                               + prior.base_log_density(z))
+    ref = torch.distributions.Normal(0.0, 0.7).log_prob(z).sum(1)
+    torch.testing.assert_close(prior.base_log_density(z) + prior.base_log_normalizer(), ref)
+    # exact reference draws, seeded
+    a = prior.sample_base(20000, torch.Generator().manual_seed(1))
+    assert a.shape == (20000, 4)
+    torch.testing.assert_close(a.std(0), torch.full((4,), 0.7), atol=0.02, rtol=0)
+    torch.testing.assert_close(a, prior.sample_base(20000, torch.Generator().manual_seed(1)),
+                               rtol=0, atol=0)
+    # capabilities are declared, not inferred from the class
+    assert prior.needs_chain == bool(list(prior.parameters()))
+    if "symbols" in prior.capabilities:
+        logits = prior.logits(z)
+        assert logits.shape == (6, prior.n_classes)
+        torch.testing.assert_close(prior.neg_energy(z), torch.logsumexp(logits, 1))
+        cond = prior.conditional(1)(z)
+        torch.testing.assert_close(cond, logits[:, 1] + prior.base_log_density(z))
+    else:
+        assert prior.n_classes == 0
+        with pytest.raises(ValueError, match="symbol"):
+            prior.conditional(0)
+    if not prior.needs_chain:
+        torch.testing.assert_close(prior.neg_energy(z), torch.zeros(6))
+    with pytest.raises(ValueError, match="unknown prior"):
+        build_prior("flow", latent, PRIOR_SETTINGS)
 
 
 def test_svhn_generator_is_the_paper_architecture():
@@ -116,8 +240,11 @@ def test_svhn_generator_is_the_paper_architecture():
     assert [(m.in_features, m.out_features) for m in lins] == [(100, 200), (200, 200), (200, 1)]
     assert sum(isinstance(m, nn.GELU) for m in model.prior.modules()) == 2
     c = model.config
-    assert (c.sigma, c.prior_steps, c.prior_step_size, c.posterior_steps,
-            c.posterior_step_size) == (0.3, 60, 0.4, 20, 0.1)
+    assert c.sigma == 0.3
+    assert (c.prior_chain.kernel, c.prior_chain.n_steps, c.prior_chain.step_size) == (
+        "langevin", 60, 0.4)
+    assert (c.posterior_chain.kernel, c.posterior_chain.n_steps,
+            c.posterior_chain.step_size) == ("langevin", 20, 0.1)
     m = preset_config("svhn").method
     assert (m.lr_g, m.lr_e, m.beta1_g, m.beta1_e, m.lr_decay) == (1e-4, 2e-5, 0.5, 0.5, 0.998)
     assert preset_config("svhn").train.batch_size == 100
@@ -131,3 +258,27 @@ def test_model_rejects_bad_input():
         model.infer(torch.full((2, 1, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="n must be"):
         model.sample(0)
+    bern = _model("mlp-8x8", "lebm", "bernoulli")
+    with pytest.raises(ValueError, match="binary data"):
+        bern.infer(torch.zeros(2, 1, 8, 8))
+    tok = _model("tokens", "lebm", "categorical")
+    with pytest.raises(ValueError, match="integer token ids"):
+        tok.infer(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 7\)"):
+        tok.infer(torch.full((2, 5), 9))
+
+
+def test_old_flat_model_configs_still_load():
+    """Configs written before the chains had their own section (lebm 0.1 run folders)."""
+    old = {"n_z": 4, "generator": "mlp", "prior_steps": 7, "prior_step_size": 0.3,
+           "posterior_steps": 9, "posterior_step_size": 0.05, "init_std": 0.5,
+           "langevin_noise": False, "chain_dtype": "bfloat16", "channels_last": True,
+           "compile": False, "update_dtype": "auto", "data_shape": [1, 8, 8]}
+    c = ModelConfig.from_dict(old)
+    assert (c.prior_chain.n_steps, c.prior_chain.step_size) == (7, 0.3)
+    assert (c.posterior_chain.n_steps, c.posterior_chain.step_size) == (9, 0.05)
+    assert c.prior_chain.init_std == c.posterior_chain.init_std == 0.5
+    assert not c.prior_chain.noise and not c.posterior_chain.noise
+    assert (c.precision.chain_dtype, c.precision.channels_last,
+            c.precision.update_dtype) == ("bfloat16", True, "auto")
+    assert c.data_shape == (1, 8, 8)

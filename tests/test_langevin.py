@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lebm.models import LatentEBM, ModelConfig
-from lebm.sampling import Langevin, frozen, run_chain
+from lebm.sampling import Langevin, State, frozen, run_chain
 
 
 def _gaussian_logp(mean: torch.Tensor, cov: torch.Tensor):
@@ -24,7 +23,7 @@ def test_langevin_recovers_gaussian_mean_and_covariance():
     cov = torch.tensor([[1.0, 0.6], [0.6, 0.8]])
     gen = torch.Generator().manual_seed(0)
     z0 = torch.randn(4000, 2, generator=gen)
-    z, _ = run_chain(_gaussian_logp(mean, cov), z0, n_steps=1000, step_size=0.2, generator=gen)
+    z, _ = run_chain(Langevin(0.2), _gaussian_logp(mean, cov), z0, n_steps=1000, generator=gen)
     emp_mean = z.mean(0)
     emp_cov = torch.cov(z.T)
     # Slowest direction (variance 1.5) contracts by 1 − s²/3 per step: e^-13 after 1000 steps.
@@ -37,8 +36,8 @@ def test_langevin_recovers_gaussian_mean_and_covariance():
 def test_langevin_without_noise_is_gradient_ascent_to_the_mode():
     mean = torch.tensor([0.5, 0.25])
     cov = torch.eye(2) * 0.5
-    z, _ = run_chain(_gaussian_logp(mean, cov), torch.randn(10, 2), n_steps=300,
-                     step_size=0.3, noise=False)
+    z, _ = run_chain(Langevin(0.3, noise=False), _gaussian_logp(mean, cov), torch.randn(10, 2),
+                     n_steps=300)
     torch.testing.assert_close(z, mean.expand(10, 2), atol=1e-4, rtol=0)
 
 
@@ -47,10 +46,52 @@ def test_langevin_update_matches_the_formula():
     s = 0.3
     z = torch.randn(5, 3)
     kernel = Langevin(s)
-    z_new, info = kernel.step(z, lambda u: -0.5 * (u**2).sum(1), torch.Generator().manual_seed(7))
+
+    def logp(u: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (u**2).sum(1)
+
+    state, info = kernel.step(kernel.init(z, logp), logp, torch.Generator().manual_seed(7))
     eps = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
-    torch.testing.assert_close(z_new, z + 0.5 * s * s * (-z) + s * eps)
+    torch.testing.assert_close(state.z, z + 0.5 * s * s * (-z) + s * eps)
     torch.testing.assert_close(info.grad_norm, z.norm(dim=1))
+    torch.testing.assert_close(info.log_density, logp(z))
+    assert info.acceptance is None and state.log_density is None and state.grad is None
+
+
+def test_run_chain_is_the_langevin_recursion_bit_for_bit():
+    """K steps of run_chain = K explicit updates with the generator's ε, exactly (same
+    operations, same order, one gradient per step), with or without noise."""
+    w = torch.randn(3)
+    calls = []
+
+    def logp(u: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.tanh(u @ w) - 0.5 * (u**2).sum(1)
+
+    z0 = torch.randn(8, 3)
+    for noise in (True, False):
+        calls.clear()
+        z, _ = run_chain(Langevin(0.4, noise=noise), logp, z0, 5,
+                         generator=torch.Generator().manual_seed(2))
+        assert len(calls) == 5
+        gen = torch.Generator().manual_seed(2)
+        ref = z0.clone()
+        for _ in range(5):
+            u = ref.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(logp(u).sum(), u)
+            ref = ref + (0.5 * 0.4 * 0.4) * grad
+            if noise:
+                ref = ref + 0.4 * torch.randn(ref.shape, generator=gen)
+        assert torch.equal(z, ref)
+
+
+def test_langevin_uses_a_cached_evaluation_when_the_state_has_one():
+    kernel = Langevin(0.5, noise=False)
+    z = torch.randn(4, 2)
+    state = State(z=z, log_density=torch.zeros(4), grad=torch.ones(4, 2))
+    new, info = kernel.step(state, lambda u: -(u**2).sum(1))
+    torch.testing.assert_close(new.z, z + 0.125)
+    assert torch.equal(info.log_density, torch.zeros(4))
 
 
 def test_frozen_builds_no_parameter_graph_and_restores_flags():
@@ -64,31 +105,15 @@ def test_frozen_builds_no_parameter_graph_and_restores_flags():
         return out
 
     with frozen(net):
-        run_chain(logp, torch.randn(4, 3), 3, 0.1)
+        run_chain(Langevin(0.1), logp, torch.randn(4, 3), 3)
     assert seen == [True, True, True]
     assert net.weight.requires_grad and not net.bias.requires_grad
     assert net.weight.grad is None
 
 
-def test_prior_chain_samples_a_linearly_tilted_gaussian():
-    """f(z) = wᵀz + b tilts N(0, σ0² I) into N(σ0² w, σ0² I): checks the sign convention."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_z=2, generator="mlp", gen_widths=(8,), energy_widths=(),
-                      sigma0=0.8, prior_steps=400, prior_step_size=0.1, data_shape=(3,),
-                      gen_output="identity")
-    model = LatentEBM(cfg)
-    lin = model.prior.energy_net.net[0]
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[1.0, -0.5]]))
-        lin.bias.fill_(3.0)
-    z, _ = model.sample_latent(4000, torch.Generator().manual_seed(1))
-    torch.testing.assert_close(z.mean(0), 0.64 * torch.tensor([1.0, -0.5]), atol=0.05, rtol=0)
-    torch.testing.assert_close(torch.cov(z.T), 0.64 * torch.eye(2), atol=0.05, rtol=0)
-
-
 def test_chain_trace_records_per_step_diagnostics():
-    z, trace = run_chain(lambda u: -0.5 * (u**2).sum(1), torch.randn(6, 2) * 3, 7, 0.5,
-                         record=True, noise=False)
+    z, trace = run_chain(Langevin(0.5, noise=False), lambda u: -0.5 * (u**2).sum(1),
+                         torch.randn(6, 2) * 3, 7, record=True)
     assert trace is not None
     assert trace.log_density.shape == (7, 6) and trace.grad_norm.shape == (7, 6)
     assert trace.log_density[-1].mean() > trace.log_density[0].mean()  # ascends without noise

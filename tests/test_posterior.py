@@ -1,4 +1,5 @@
-"""Posterior Langevin on a linear-Gaussian generator against the closed-form posterior.
+"""Posterior (and prior) chains of the model against closed forms: linear-Gaussian posteriors
+and a linearly tilted prior.
 
 With z ~ N(0, σ0² I) and x = W z + b + ε, ε ~ N(0, σ² I), the posterior is Gaussian:
     Σ_post = (I/σ0² + WᵀW/σ²)⁻¹,     μ_post = Σ_post Wᵀ (x − b) / σ².
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from lebm.models import LatentEBM, ModelConfig
+from lebm.models import ChainConfig, LatentEBM, ModelConfig
 
 
 def _linear_model(sigma: float, sigma0: float, steps: int, step_size: float) -> LatentEBM:
     cfg = ModelConfig(n_z=2, generator="mlp", gen_widths=(), gen_output="identity",
-                      prior="gaussian", sigma=sigma, sigma0=sigma0, posterior_steps=steps,
-                      posterior_step_size=step_size, data_shape=(3,))
+                      prior="gaussian", sigma=sigma, sigma0=sigma0,
+                      posterior_chain=ChainConfig(n_steps=steps, step_size=step_size),
+                      data_shape=(3,))
     return LatentEBM(cfg)
 
 
@@ -43,8 +45,8 @@ def test_posterior_with_ebm_prior_includes_the_energy():
     torch.manual_seed(0)
     sigma = 0.5
     cfg = ModelConfig(n_z=2, generator="mlp", gen_widths=(), gen_output="identity",
-                      prior="ebm", energy_widths=(), sigma=sigma, posterior_steps=600,
-                      posterior_step_size=0.08, data_shape=(3,))
+                      prior="ebm", energy_widths=(), sigma=sigma,
+                      posterior_chain=ChainConfig(n_steps=600, step_size=0.08), data_shape=(3,))
     model = LatentEBM(cfg)
     W = torch.tensor([[1.0, 0.5], [-0.3, 0.8], [0.2, -1.0]])
     a = torch.tensor([0.8, -0.6])
@@ -59,3 +61,19 @@ def test_posterior_with_ebm_prior_includes_the_energy():
     z = model.infer(x.expand(4000, 3).clone(), torch.Generator().manual_seed(4))
     torch.testing.assert_close(z.mean(0), mean, atol=0.03, rtol=0)
     torch.testing.assert_close(torch.cov(z.T), cov, atol=0.03, rtol=0)
+
+
+def test_prior_chain_samples_a_linearly_tilted_gaussian():
+    """f(z) = wᵀz + b tilts N(0, σ0² I) into N(σ0² w, σ0² I): checks the sign convention."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_z=2, generator="mlp", gen_widths=(8,), energy_widths=(),
+                      sigma0=0.8, prior_chain=ChainConfig(n_steps=400, step_size=0.1),
+                      data_shape=(3,), gen_output="identity")
+    model = LatentEBM(cfg)
+    lin = model.prior.energy_net.net[0]
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, -0.5]]))
+        lin.bias.fill_(3.0)
+    z, _ = model.sample_latent(4000, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(z.mean(0), 0.64 * torch.tensor([1.0, -0.5]), atol=0.05, rtol=0)
+    torch.testing.assert_close(torch.cov(z.T), 0.64 * torch.eye(2), atol=0.05, rtol=0)

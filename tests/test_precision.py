@@ -9,7 +9,7 @@ import torch
 
 from lebm.config import build_config
 from lebm.errors import ConfigError
-from lebm.methods import METHODS
+from lebm.methods import METHODS, Batch
 from lebm.models import LatentEBM, ModelConfig
 from lebm.sampling.precision import native_bf16, resolve_dtype
 
@@ -32,9 +32,10 @@ def test_config_rejects_unknown_dtype():
 
 
 def _linear_model(dtype: str) -> LatentEBM:
-    cfg = ModelConfig(n_z=2, generator="mlp", gen_widths=(), gen_output="identity",
-                      prior="gaussian", sigma=0.5, posterior_steps=600,
-                      posterior_step_size=0.08, chain_dtype=dtype, data_shape=(3,))
+    cfg = ModelConfig.from_dict(dict(n_z=2, generator="mlp", gen_widths=(), gen_output="identity",
+                                     prior="gaussian", sigma=0.5, posterior_steps=600,
+                                     posterior_step_size=0.08, chain_dtype=dtype,
+                                     data_shape=(3,)))
     model = LatentEBM(cfg)
     with torch.no_grad():
         model.generator.net[0].weight.copy_(W)
@@ -108,7 +109,7 @@ def test_bf16_training_step_is_finite_and_close():
                                                update_dtype="bfloat16")}.items():
         model = _conv_model(**sets)
         method = METHODS["lebm"](model, build_config("mnist").method)
-        out = method.step(x, torch.Generator().manual_seed(5))
+        out = method.step(Batch(x), torch.Generator().manual_seed(5))
         losses[name] = out.losses["generator"].item()
     assert abs(losses["fast"] - losses["f32"]) / losses["f32"] < 0.01, losses
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from lebm.data import load_dataset
 from lebm.errors import ConfigError
-from lebm.methods import SVEBM, SVEBMConfig
+from lebm.methods import SVEBM, Batch, SVEBMConfig
 from lebm.methods.svebm import cyclical_beta, mutual_information
 from lebm.models import LatentEBM, ModelConfig
 
@@ -49,10 +49,10 @@ def test_mi_balance_revives_a_dead_symbol():
 
 
 def _toy_model(**kw) -> LatentEBM:
-    cfg = ModelConfig(n_z=2, generator="mlp", gen_widths=(128, 128), gen_output="identity",
-                      prior="symbol", n_classes=8, energy_widths=(128,), encoder="mlp",
-                      inference="encoder", sigma=0.1, prior_steps=30, prior_step_size=0.4,
-                      data_shape=(2,), **kw)
+    cfg = ModelConfig.from_dict(dict(
+        n_z=2, generator="mlp", gen_widths=(128, 128), gen_output="identity", prior="symbol",
+        n_classes=8, energy_widths=(128,), encoder="mlp", inference="encoder", sigma=0.1,
+        prior_steps=30, prior_step_size=0.4, data_shape=(2,), **kw))
     return LatentEBM(cfg)
 
 
@@ -75,7 +75,7 @@ def test_logit_l2_adds_the_mean_squared_logits_to_the_energy_loss_only():
     outs = {}
     for w in (0.0, lam):
         method = SVEBM(model, SVEBMConfig(logit_l2=w))
-        outs[w] = method.step(x, torch.Generator().manual_seed(1))
+        outs[w] = method.step(Batch(x), torch.Generator().manual_seed(1))
     # rebuild the step's z and z⁻ from the same generator to compute the penalty directly
     g = torch.Generator().manual_seed(1)
     from lebm.nets import reparameterize
@@ -104,7 +104,7 @@ def test_few_labels_classify_well_separated_toy():
     g = torch.Generator().manual_seed(0)
     for _ in range(800):
         idx = torch.randint(0, len(x), (200,), generator=g)
-        out = method.step(x[idx], g, labelled=(x[lab], y[lab]))
+        out = method.step(Batch(x[idx], (x[lab], y[lab])), g)
         for o in opts:
             o.zero_grad()
         sum(out.losses.values()).backward()
@@ -113,7 +113,7 @@ def test_few_labels_classify_well_separated_toy():
     xt = test.batch(torch.arange(len(test)))
     acc = (model.classify(xt).argmax(1) == test.targets).float().mean().item()
     assert acc > 0.95, acc
-    assert method.state() == {"n_steps": 800}
+    assert method.state() == {"n_steps": 800, "step_scale": 1.0}
 
 
 def test_cli_classify_and_class_conditional_sampling(tmp_path, tiny_overrides, capsys):
@@ -148,9 +148,11 @@ def test_labelled_batches_come_from_the_labelled_pool(tmp_path, tiny_overrides):
     trainer = Trainer(build_config("svebm-wine", tiny_overrides), tmp_path / "r")
     pool = set(trainer.data.labelled_indices().tolist())
     assert len(pool) == 15 and (trainer.data.targets == -1).sum() > 0
-    x_l, y_l = trainer._labelled_batch(3)
-    assert (y_l >= 0).all() and len(y_l) == trainer.method.config.labelled_batch_size
-    again = trainer._labelled_batch(3)
+    batch = trainer._batch(3)
+    assert batch.labelled is not None
+    x_l, y_l = batch.labelled
+    assert (y_l >= 0).all() and len(y_l) == trainer.method.labelled_batch_size == 64
+    again = trainer._labelled_batch(3, 64)
     torch.testing.assert_close(again[0], x_l)  # a function of the step: resume is exact
 
 
@@ -184,7 +186,7 @@ def test_toy_run_plots_the_landscape_with_symbol_coloured_samples(tmp_path, monk
         seen["classes"] = kwargs.get("point_classes")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("lebm.train.trainer.save_density", spy)
+    monkeypatch.setattr("lebm.viz.save_density", spy)
     cfg = build_config("svebm-8gaussians", ["train.progress=false", "train.max_steps=4",
                                             "train.sample_every=4", "model.prior_steps=3",
                                             "data.limit=500", "train.batch_size=50"])

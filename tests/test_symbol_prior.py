@@ -10,8 +10,9 @@ from lebm.models import LatentEBM, ModelConfig
 
 def _model(**kw) -> LatentEBM:
     kw = {"n_classes": 4, **kw}
-    cfg = ModelConfig(n_z=3, generator="mlp", gen_widths=(8,), gen_output="identity",
-                      prior="symbol", energy_widths=(16,), data_shape=(2,), **kw)
+    cfg = ModelConfig.from_dict(dict(n_z=3, generator="mlp", gen_widths=(8,),
+                                     gen_output="identity", prior="symbol",
+                                     energy_widths=(16,), data_shape=(2,), **kw))
     return LatentEBM(cfg)
 
 

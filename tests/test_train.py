@@ -127,8 +127,8 @@ def test_nan_rolls_back_and_shrinks_steps(tmp_path, tiny_overrides):
     real_step = trainer.method.step
     calls = {"n": 0}
 
-    def flaky(x, gen, diagnostics=False):
-        out = real_step(x, gen, diagnostics)
+    def flaky(batch, gen, diagnostics=False):
+        out = real_step(batch, gen, diagnostics)
         calls["n"] += 1
         if calls["n"] == 7:  # step index 6: after the checkpoint at step 4
             out.losses["energy"] = out.losses["energy"] * float("nan")
@@ -143,12 +143,17 @@ def test_nan_rolls_back_and_shrinks_steps(tmp_path, tiny_overrides):
     assert len(events) == 1
     assert events[0]["bad_step"] == 6 and events[0]["step"] == 4
     assert events[0]["quantity"].startswith("loss_energy=nan")
-    assert trainer.model.config.prior_step_size == pytest.approx(0.4 * 0.8)
+    # the chains' step scale is training state, checkpointed; the model's config is not
+    # touched, so a saved model samples with the step it was configured with
+    assert trainer.method.step_scale == pytest.approx(0.8)
+    assert trainer.model.config.prior_chain.step_size == 0.4
     assert trainer.optimizers["generator"].param_groups[0]["lr"] < lr0 * 0.6
     for p in trainer.model.parameters():
         assert torch.isfinite(p).all()
-    # the reduced step size is saved with the model
-    assert lebm.load(tmp_path / "r").config.prior_step_size == pytest.approx(0.32)
+    state = load_training_state(latest_checkpoint(tmp_path / "r"))
+    assert state["method"]["step_scale"] == pytest.approx(0.8)
+    assert lebm.load(tmp_path / "r").config.prior_chain.step_size == 0.4
+    assert Trainer.resume(tmp_path / "r").method.step_scale == pytest.approx(0.8)
 
 
 def test_persistent_nan_gives_up_with_a_clear_error(tmp_path, tiny_overrides):
@@ -157,8 +162,8 @@ def test_persistent_nan_gives_up_with_a_clear_error(tmp_path, tiny_overrides):
     trainer = Trainer(cfg, tmp_path / "r")
     real_step = trainer.method.step
 
-    def broken(x, gen, diagnostics=False):
-        out = real_step(x, gen, diagnostics)
+    def broken(batch, gen, diagnostics=False):
+        out = real_step(batch, gen, diagnostics)
         out.metrics["z_post_norm"] = torch.tensor(float("inf"))
         return out
 

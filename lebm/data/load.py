@@ -233,6 +233,7 @@ def load_dataset(
     n_samples: int = 20000,
     mask_unlabelled: bool = False,
     label_column: int | str | None = None,
+    binarize: bool = False,
 ) -> ArrayDataset:
     """Load one split of a data set into memory.
 
@@ -264,6 +265,8 @@ def load_dataset(
         n_samples: number of points drawn for the toy 2-D data sets.
         label_column: ``csv`` only: the label column, by name or integer index; default
             the last column.
+        binarize: images only: every pixel to 0 or 255 (threshold at 128), i.e. exactly
+            −1 or 1 in model space, for a Bernoulli likelihood.
 
     Returns:
         An :class:`ArrayDataset`: uint8 ``(N, C, H, W)`` images, float32 ``(N, 2)`` toy
@@ -325,4 +328,8 @@ def load_dataset(
         targets = mask_labels(targets, n_labels, seed)  # same draw as _select's
     if image_size is not None and data.ndim == 4:
         data = resize_images(data, image_size)
+    if binarize:
+        if data.dtype != np.uint8:
+            raise ValueError(f"binarize: {name} is not image data")
+        data = np.where(data >= 128, 255, 0).astype(np.uint8)
     return ArrayDataset(name, np.ascontiguousarray(data), targets, class_names)

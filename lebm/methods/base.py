@@ -1,16 +1,26 @@
-"""What the Trainer needs from a method: its optimisers' parameter groups and a step.
+"""What the Trainer needs from a method, and what a method declares about itself.
 
-A method owns its estimator (losses, chains); the Trainer owns the loop, the
-optimisers, checkpoints and logging, and knows nothing about Langevin.
+A method owns its estimator (losses, chains); the Trainer owns the loop, the optimisers,
+checkpoints and logging, and knows nothing about Langevin. A method module declares:
+
+* ``Config``   its settings dataclass (the run config's ``method`` section);
+* ``Model``    the model class it trains (its ``Config`` is the ``model`` section);
+* ``requires`` the model capabilities it needs (``"energy"``, ``"gaussian"``, ``"symbols"``,
+               ``"encoder"``), checked when it is built, with the fix named;
+* ``presets()`` its named starting points, twins included;
+* ``step(batch, generator, diagnostics)`` turning a ``Batch`` into losses, one per optimiser.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from lebm.errors import ConfigError
+from lebm.models import LatentEBM, LatentModel
 
 
 @dataclass
@@ -33,33 +43,90 @@ class StepOutput:
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Method(Protocol):
-    """The interface every estimator module implements.
+@dataclass
+class Batch:
+    """One training batch: data ``x`` and, for methods that ask for labels
+    (``labelled_batch_size > 0``), a labelled batch ``(x_l, y_l)`` (``None`` if the data have
+    no labelled examples)."""
 
-    A method whose class sets ``uses_labels = True`` (semi-supervised ones) also receives
-    ``step(..., labelled=(x_l, y_l))``: a batch of ``config.labelled_batch_size`` examples
-    drawn from the labelled part of the training set each step (``None`` if none).
-    """
+    x: torch.Tensor
+    labelled: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass
+class Preset:
+    """A named starting point: method plus overrides of the defaults, section by section."""
+
+    description: str
+    method: str = "lebm"
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# what to set for each capability a method may require
+_FIX = {"gaussian": "model.prior=gaussian",
+        "energy": "a learned prior (model.prior=ebm or symbol)",
+        "symbols": "model.prior=symbol with model.n_classes >= 2",
+        "encoder": "an encoder: set model.encoder=conv or mlp"}
+
+
+class Method:
+    """Base of every estimator: requirement check, divergence step scale, state."""
 
     name: ClassVar[str]
-    model: nn.Module
+    Config: ClassVar[type]
+    Model: ClassVar[type[LatentModel]] = LatentEBM
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, model: LatentModel, config: Any) -> None:
+        missing = sorted(self.requires - model.capabilities)
+        if missing:
+            raise ConfigError(f"method {self.name} needs "
+                              + " and ".join(_FIX.get(need, need) for need in missing))
+        self.model, self.config = model, config
+        # multiplies every chain's step size; shrunk after a divergence, checkpointed
+        self.step_scale = 1.0
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """Named presets of this method (``config.PRESETS`` collects every method's)."""
+        return {}
+
+    @property
+    def labelled_batch_size(self) -> int:
+        """Labelled examples the Trainer adds to each ``Batch`` (0: none asked for)."""
+        return 0
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
-        """Named optimiser specs; ``losses`` returns a loss under each name."""
-        ...
+        """Named optimiser specs; ``step`` returns a loss under each name."""
+        raise NotImplementedError
 
-    def step(self, x: torch.Tensor, generator: torch.Generator,
+    def step(self, batch: Batch, generator: torch.Generator,
              diagnostics: bool = False) -> StepOutput:
         """Turn a batch into losses (not yet back-propagated) and metrics."""
-        ...
+        raise NotImplementedError
 
     def on_divergence(self, factor: float) -> None:
-        """Make the estimator more conservative after a NaN (e.g. smaller MCMC steps)."""
-        ...
+        """Make the estimator more conservative after a NaN: shrink every chain's step size
+        by ``factor`` (kept in the training state; the model's config is left alone)."""
+        self.step_scale *= factor
 
     def state(self) -> dict[str, Any]:
-        """Extra state to checkpoint (JSON/tensor only); ``{}`` if none."""
-        ...
+        """Extra state to checkpoint (JSON/tensor only)."""
+        return {"step_scale": self.step_scale}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        ...
+        self.step_scale = float(state.get("step_scale", 1.0))
+
+
+def chain_metrics(name: str, trace: Any) -> dict[str, torch.Tensor]:
+    """Logged diagnostics of a recorded chain ``name`` (``post`` / ``prior``): the last
+    step's gradient norm and the log-density at the first and last step (and the mean
+    acceptance for Metropolis kernels)."""
+    if trace is None:
+        return {}
+    out = {f"{name}_grad_norm_last": trace.grad_norm[-1].mean(),
+           f"{name}_logp_first": trace.log_density[0].mean(),
+           f"{name}_logp_last": trace.log_density[-1].mean()}
+    if trace.acceptance is not None:
+        out[f"{name}_acceptance"] = trace.acceptance.mean()
+    return out

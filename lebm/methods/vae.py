@@ -2,25 +2,25 @@
 
 Kingma & Welling (2014). The loss is the negative ELBO per example,
 
-    L = E_{q(z|x)}[ ‖x − g(z)‖² / (2σ²) ] + β · KL( N(μ(x), diag σ_q²(x)) ‖ N(0, σ0² I) ),
+    L = E_{q(z|x)}[ −log p(x | g(z)) ] + β · KL( N(μ(x), diag σ_q²(x)) ‖ N(0, σ0² I) ),
     KL = ½ Σ_j ( (σ_q,j² + μ_j²)/σ0² − 1 − log σ_q,j² + log σ0² ),
 
 with one reparameterised draw ``z = μ + σ_q ε`` per example (``β = 1``: the true ELBO,
-up to the Gaussian likelihood's constant). No MCMC anywhere; ``model.infer`` returns
-``μ(x)`` (``inference="encoder"``) or refines a draw of ``q`` by posterior Langevin.
+up to the likelihood's constant; for the Gaussian ``−log p = ‖x − g(z)‖²/(2σ²)``). No MCMC
+anywhere; ``model.infer`` returns ``μ(x)`` (``inference="encoder"``) or refines a draw of
+``q`` by the posterior chain. Every LEBM and SV-EBM preset has a ``vae-`` twin.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from lebm.errors import ConfigError
-from lebm.likelihoods import squared_error
-from lebm.methods.base import OptimizerSpec, StepOutput
-from lebm.models import LatentEBM
+from lebm.methods.base import Batch, Method, OptimizerSpec, Preset, StepOutput
+from lebm.methods.lebm import BASE_PRESETS
+from lebm.methods.svebm import SV_PRESETS
 from lebm.nets import reparameterize
 from lebm.priors import gaussian_kl_per_dim
 
@@ -44,50 +44,50 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, sigma0: float) -> torch.
     return gaussian_kl_per_dim(mu, logvar, sigma0).sum(1)
 
 
-class VAE:
-    """The VAE estimator on a ``LatentEBM`` with a Gaussian prior and an encoder."""
+def vae_twin(name: str, p: Preset) -> Preset:
+    """The VAE baseline of a preset: its data and generator, a Gaussian prior, an encoder
+    mirroring the generator."""
+    over = {k: dict(v) for k, v in p.overrides.items()}
+    model = over.setdefault("model", {})
+    model.update(prior="gaussian", inference="encoder",
+                 encoder="conv" if model.get("generator", "conv") == "conv" else "mlp")
+    method = over.get("method", {})
+    over["method"] = {k: v for k, v in method.items() if k == "lr_decay"}
+    return Preset(f"VAE baseline of '{name}': its generator, Gaussian prior, amortised "
+                  "encoder", "vae", over)
+
+
+class VAE(Method):
+    """The VAE estimator on a model with a Gaussian prior and an encoder."""
 
     name: ClassVar[str] = "vae"
     Config: ClassVar[type] = VAEConfig
+    requires: ClassVar[frozenset[str]] = frozenset({"gaussian", "encoder"})
 
-    def __init__(self, model: LatentEBM, config: VAEConfig) -> None:
-        if model.prior.has_energy:
-            raise ConfigError("method vae needs model.prior=gaussian (an EBM prior is "
-                              "trained by method lebm)")
-        if model.encoder is None:
-            raise ConfigError("method vae needs an encoder: set model.encoder=conv or mlp")
-        self.model, self.config = model, config
-        self.encoder = model.encoder
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        return {f"vae-{k}": vae_twin(k, v) for k, v in {**BASE_PRESETS, **SV_PRESETS}.items()}
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         c = self.config
-        params = list(self.model.generator.parameters()) + list(self.encoder.parameters())
+        assert self.model.encoder is not None  # required above
+        params = list(self.model.generator.parameters()) + list(self.model.encoder.parameters())
         return {"model": OptimizerSpec(params, c.lr, (c.beta1, c.beta2), c.weight_decay,
                                        c.lr_decay, c.grad_clip)}
 
-    def step(self, x: torch.Tensor, generator: torch.Generator,
+    def step(self, batch: Batch, generator: torch.Generator,
              diagnostics: bool = False) -> StepOutput:
-        model = self.model
+        model, x = self.model, batch.x
         mu, logvar = model.encode(x)
         z = reparameterize(mu, logvar, generator)
-        sq_err = squared_error(x, model.generate(z))
-        kl = gaussian_kl(mu, logvar, model.config.sigma0)
-        nll = sq_err / (2 * model.likelihood.sigma**2)
+        out = model.generate(z)
+        nll = -model.likelihood.log_prob(x, out)
+        kl = gaussian_kl(mu, logvar, model.prior.sigma0)
         loss = (nll + self.config.kl_weight * kl).mean()
         metrics = {
-            "recon_error": sq_err.detach().mean(),
-            "mse": sq_err.detach().mean() / x[0].numel(),
+            **model.likelihood.metrics(x, out),
             "kl": kl.detach().mean(),
             "neg_elbo": (nll + kl).detach().mean(),
             "z_post_norm": mu.detach().norm(dim=1).mean(),
         }
         return StepOutput({"model": loss}, metrics)
-
-    def on_divergence(self, factor: float) -> None:
-        """Nothing to make more conservative beyond the Trainer's learning-rate cut."""
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        pass

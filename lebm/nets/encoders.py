@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lebm.latent import LatentSpec
 from lebm.nets.activations import make_activation
 
 ENCODERS = ("none", "mlp", "conv")
@@ -69,16 +70,17 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
     return mu + (0.5 * logvar).exp() * eps
 
 
-def build_encoder(kind: str, in_shape: Sequence[int], n_z: int, *,
+def build_encoder(kind: str, in_shape: Sequence[int], latent: LatentSpec, *,
                   widths: Sequence[int] = (256, 256), ngf: int = 64,
                   activation: str = "leaky_relu") -> nn.Module | None:
-    """Build an encoder by name (``mlp``, ``conv``), or ``None`` for ``none``."""
+    """Build an encoder of the flat latent of ``latent`` by name (``mlp``, ``conv``), or
+    ``None`` for ``none``."""
     if kind == "none":
         return None
     if kind == "mlp":
-        return MLPEncoder(in_shape, n_z, widths, activation)
+        return MLPEncoder(in_shape, latent.dim, widths, activation)
     if kind == "conv":
         if len(in_shape) != 3:
             raise ValueError(f"conv encoder needs image data (C, H, W), got shape {in_shape}")
-        return ConvEncoder(in_shape, n_z, ngf, activation)
+        return ConvEncoder(in_shape, latent.dim, ngf, activation)
     raise ValueError(f"unknown encoder {kind!r}; choose one of {', '.join(ENCODERS)}")

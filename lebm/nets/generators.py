@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lebm.latent import LatentSpec
 from lebm.nets.activations import make_activation
 
 GENERATORS = ("mlp", "conv")
@@ -65,7 +66,8 @@ def _conv_plan(image_size: int, ngf: int) -> tuple[int, int, list[int]]:
 
 
 class ConvGenerator(nn.Module):
-    """Transposed-convolution generator without normalisation, LeakyReLU(0.2), tanh output.
+    """Transposed-convolution generator without normalisation, LeakyReLU(0.2), tanh output
+    (``output="identity"``: unbounded, e.g. the logits of a Bernoulli likelihood).
 
     The first layer maps ``z`` (as ``n_z×1×1``) to ``k×k`` with a ``k×k`` kernel; every
     further layer doubles the resolution (kernel 4, stride 2, padding 1). Convolution
@@ -78,8 +80,11 @@ class ConvGenerator(nn.Module):
         out_shape: Sequence[int],
         ngf: int = 64,
         activation: str = "leaky_relu",
+        output: str = "tanh",
     ) -> None:
         super().__init__()
+        if output not in ("tanh", "identity"):
+            raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
         channels, height, width = out_shape
         if height != width:
             raise ValueError(f"conv generator needs square images, got {height}×{width}")
@@ -89,7 +94,8 @@ class ConvGenerator(nn.Module):
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [make_activation(activation), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)]
         layers += [make_activation(activation), nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)]
-        layers.append(nn.Tanh())
+        if output == "tanh":
+            layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
         for m in self.modules():
             if isinstance(m, nn.ConvTranspose2d):
@@ -101,7 +107,7 @@ class ConvGenerator(nn.Module):
 
 def build_generator(
     kind: str,
-    n_z: int,
+    latent: LatentSpec,
     out_shape: Sequence[int],
     *,
     widths: Sequence[int] = (256, 256),
@@ -109,11 +115,11 @@ def build_generator(
     activation: str = "leaky_relu",
     output: str = "tanh",
 ) -> nn.Module:
-    """Build a generator by name (``mlp`` or ``conv``)."""
+    """Build a generator by name (``mlp`` or ``conv``) from the flat latent of ``latent``."""
     if kind == "mlp":
-        return MLPGenerator(n_z, out_shape, widths, activation, output)
+        return MLPGenerator(latent.dim, out_shape, widths, activation, output)
     if kind == "conv":
         if len(out_shape) != 3:
             raise ValueError(f"conv generator needs image data (C, H, W), got shape {out_shape}")
-        return ConvGenerator(n_z, out_shape, ngf, activation)
+        return ConvGenerator(latent.dim, out_shape, ngf, activation, output)
     raise ValueError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")

@@ -24,7 +24,7 @@ import torch
 
 from lebm.errors import CheckpointError
 from lebm.io import atomic_write, atomic_write_text, fsync_dir
-from lebm.models import LatentEBM
+from lebm.models import LatentModel
 
 STATE_FILE = "training_state.pt"
 REQUIRED = ("config.json", "model.safetensors", STATE_FILE)
@@ -50,7 +50,7 @@ def is_complete(ckpt: Path) -> bool:
     return ckpt.is_dir() and all((ckpt / f).is_file() for f in REQUIRED)
 
 
-def save_checkpoint(run_dir: str | os.PathLike, step: int, model: LatentEBM,
+def save_checkpoint(run_dir: str | os.PathLike, step: int, model: LatentModel,
                     state: dict[str, Any], keep: int = 3) -> Path:
     """Write checkpoint ``step`` atomically, move ``latest`` to it, prune to ``keep``."""
     root = checkpoint_root(run_dir)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import platform
 import shutil
 import signal
@@ -32,29 +31,21 @@ from typing import Any
 
 import torch
 
+from lebm._version import __version__
 from lebm.config import RunConfig
-from lebm.data import ArrayDataset, DownloadError, load_dataset
-from lebm.errors import CheckpointError, ConfigError, DataError, DivergenceError, LebmError
+from lebm.errors import CheckpointError, ConfigError, DivergenceError, LebmError
 from lebm.io import atomic_write_json, atomic_write_text
-from lebm.methods import METHODS
-from lebm.models import LatentEBM, ModelConfig, read_weights
-from lebm.priors import SymbolVectorPrior
+from lebm.methods import Batch, Method
+from lebm.models import LatentModel, ModelConfig, read_weights
+from lebm.run import RUN_FORMAT, load_data, load_heldout, read_run_config, resolve_device
 from lebm.train.checkpoint import (
     latest_checkpoint,
     load_training_state,
     save_checkpoint,
 )
 from lebm.train.distributed import init_distributed
-from lebm.viz import (
-    plot_curves,
-    read_metrics,
-    save_density,
-    save_image_grid,
-    save_pairs_grid,
-    save_scatter,
-)
-
-RUN_FORMAT = "lebm-run"
+from lebm.train.learner import Learner
+from lebm.viz import plot_curves, read_metrics
 
 
 @contextlib.contextmanager
@@ -77,58 +68,11 @@ def _deferred_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available; use cpu or auto")
-    return torch.device(name)
-
-
-def load_data(cfg: RunConfig, split: str = "train", limit: int | None = None) -> ArrayDataset:
-    """Load a split of the run's data set with the run's subset options."""
-    d = cfg.data
-    try:
-        return load_dataset(
-            d.name, split, d.root, image_size=d.image_size, exclude_classes=d.exclude_classes,
-            classes=d.classes, n_labels=d.n_labels if split == "train" else None,
-            limit=limit if limit is not None else (d.limit if split == "train" else None),
-            seed=cfg.train.seed, download=d.download,
-            mask_unlabelled=d.mask_unlabelled and split == "train",
-            label_column=d.label_column,
-        )
-    except (ValueError, OSError, DownloadError) as exc:  # missing/corrupt files, bad options
-        raise DataError(f"{d.name} ({split}): {exc}") from exc
-
-
-def load_heldout(cfg: RunConfig, n: int) -> ArrayDataset:
-    """``n`` examples of the test split (same class filters); the train split if none."""
-    split = cfg.data.test_split
-    if split:
-        try:
-            return load_data(cfg, split, limit=n)
-        except DataError:
-            pass
-    return load_data(cfg, "train", limit=n)
-
-
-def read_run_config(run_dir: str | Path) -> RunConfig:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a lebm run folder (no config.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if meta.get("format") != RUN_FORMAT:
-        raise CheckpointError(f"{path} is not a lebm run config")
-    return RunConfig.from_dict(meta["config"])
-
-
 class Trainer:
     """Train ``cfg`` into ``run_dir``; ``Trainer.resume(run_dir)`` continues a run."""
 
     step: int
+    learner: Learner
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, overwrite: bool = False,
                  _resume: bool = False) -> None:
@@ -143,7 +87,7 @@ class Trainer:
             raise ConfigError(f"train.batch_size={t.batch_size} × {self.dist.world} process(es) "
                               f"exceeds the data set size ({len(self.data)} examples)")
         self.steps_per_epoch = len(self.data) // global_batch
-        self.labelled_pool = self.data.labelled_indices()  # for methods that use labels
+        self.labelled_pool = self.data.labelled_indices()  # for methods that ask for labels
         self.heldout = load_heldout(cfg, t.n_grid)
         cfg.model.data_shape = tuple(self.data.sample_shape)
 
@@ -151,7 +95,7 @@ class Trainer:
             ckpt = latest_checkpoint(self.run_dir)
             model_cfg = json.loads((ckpt / "config.json").read_text())["config"]
             torch.manual_seed(t.seed)
-            self._build(ModelConfig.from_dict(model_cfg))
+            self._build(type(cfg.model).from_dict(model_cfg))
             self._load_state(ckpt)
             if self.dist.is_main:
                 self._truncate_metrics(self.step)
@@ -179,20 +123,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _build(self, model_cfg: ModelConfig) -> None:
-        try:
-            self.model = LatentEBM(model_cfg).to(self.device)
-        except ValueError as exc:  # an architecture that cannot fit the data
-            raise ConfigError(f"model: {exc}") from exc
+        self.learner = Learner(self.cfg, self.device, model_config=model_cfg, dist=self.dist)
         self.cfg.model = model_cfg
-        self.method = METHODS[self.cfg.method_name](self.model, self.cfg.method)
-        self.specs = self.method.optimizers()
-        self.optimizers = {
-            name: torch.optim.Adam(s.params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
-            for name, s in self.specs.items()}
-        self.schedulers = {
-            name: torch.optim.lr_scheduler.ExponentialLR(opt, self.specs[name].lr_decay)
-            for name, opt in self.optimizers.items()}
         self.chain_gen = torch.Generator(device=self.device)
+
+    @property
+    def model(self) -> LatentModel:
+        return self.learner.model
+
+    @property
+    def method(self) -> Method:
+        return self.learner.method
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Adam]:
+        return self.learner.optimizers
 
     def _prepare_run_dir(self, overwrite: bool) -> None:
         rd = self.run_dir
@@ -216,8 +161,6 @@ class Trainer:
             (rd / sub).mkdir(parents=True, exist_ok=True)
 
     def _write_run_config(self) -> None:
-        from lebm import __version__
-
         if not self.dist.is_main:
             return
         atomic_write_json(self.run_dir / "config.json", {
@@ -237,7 +180,7 @@ class Trainer:
         state: dict[str, Any] = {
             "step": self.step,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.learner.schedulers.items()},
             "rng": {"torch": torch.get_rng_state(), "chain": self.chain_gen.get_state()},
             "method": self.method.state(),
             "world_size": self.dist.world,
@@ -273,7 +216,7 @@ class Trainer:
         state = load_training_state(ckpt, self.device)
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
-        for k, sch in self.schedulers.items():
+        for k, sch in self.learner.schedulers.items():
             sch.load_state_dict(state["schedulers"][k])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         saved_world = int(state.get("world_size", 1))
@@ -298,7 +241,9 @@ class Trainer:
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
     # ------------------------------------------------------------------ loop
-    def _batch(self, step: int) -> torch.Tensor:
+    def _batch(self, step: int) -> Batch:
+        """This rank's slice of the global batch of ``step`` (a seeded permutation per
+        epoch), plus a labelled batch if the method asks for one."""
         epoch, i = divmod(step, self.steps_per_epoch)
         if getattr(self, "_perm_epoch", None) != epoch:
             g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
@@ -307,13 +252,13 @@ class Trainer:
         b = self.cfg.train.batch_size
         j = i * self.dist.world + self.dist.rank  # this rank's slice of the global batch
         idx = self._perm[j * b:(j + 1) * b]
-        return self.data.batch(idx).to(self.device)
+        x = self.data.batch(idx).to(self.device)
+        return Batch(x, self._labelled_batch(step, self.method.labelled_batch_size))
 
-    def _labelled_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """A batch from the labelled pool for methods that use labels; a function of the
-        step and seed alone (so resume is exact); ``None`` if nothing is labelled."""
+    def _labelled_batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``n`` examples from the labelled pool; a function of the step and seed alone (so
+        resume is exact); ``None`` if none are asked for or nothing is labelled."""
         pool = self.labelled_pool
-        n = getattr(self.method.config, "labelled_batch_size", 0)
         if len(pool) == 0 or n == 0:
             return None
         g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + 7919 * step
@@ -323,37 +268,19 @@ class Trainer:
         assert targets is not None  # a non-empty labelled pool implies labels
         return self.data.batch(idx).to(self.device), targets[idx].to(self.device)
 
-    def _one_step(self, diagnostics: bool) -> tuple[dict[str, float], str | None]:
-        """Compute losses; if all finite, update. Returns (scalars, name of a bad quantity)."""
-        x = self._batch(self.step)
-        if getattr(self.method, "uses_labels", False):
-            out = self.method.step(x, self.chain_gen, diagnostics,
-                                   labelled=self._labelled_batch(self.step))
-        else:
-            out = self.method.step(x, self.chain_gen, diagnostics)
-        named = {f"loss_{k}": v for k, v in out.losses.items()} | dict(out.metrics)
-        values = self.dist.mean(
-            torch.stack([v.detach().float().reshape(()) for v in named.values()])).tolist()
-        scalars = dict(zip(named, values))
-        for k, v in scalars.items():
-            if not math.isfinite(v):
-                return scalars, f"{k}={v}"
+    def _guard(self, scalars: dict[str, float]) -> str | None:
+        """The reconstruction-error guard of REFERENCE §1.2 (after ``guard_after_epochs``)."""
         t = self.cfg.train
         epoch = self.step // self.steps_per_epoch
         if (t.recon_guard and epoch > t.guard_after_epochs
                 and scalars.get("recon_error", 0.0) > t.recon_guard):
-            return scalars, f"recon_error={scalars['recon_error']:.1f} > {t.recon_guard}"
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        sum(out.losses.values()).backward()  # each optimiser owns its own parameters
-        for name, opt in self.optimizers.items():
-            self.dist.average_gradients(self.specs[name].params)
-            clip = self.specs[name].grad_clip
-            if clip > 0:
-                scalars[f"grad_norm_{name}"] = float(
-                    torch.nn.utils.clip_grad_norm_(self.specs[name].params, clip))
-            opt.step()
-        return scalars, None
+            return f"recon_error={scalars['recon_error']:.1f} > {t.recon_guard}"
+        return None
+
+    def _one_step(self, diagnostics: bool) -> tuple[dict[str, float], str | None]:
+        """Compute losses; if all finite, update. Returns (scalars, name of a bad quantity)."""
+        return self.learner.update(self._batch(self.step), self.chain_gen, diagnostics,
+                                   guard=self._guard)
 
     def _recover(self, what: str) -> None:
         t = self.cfg.train
@@ -363,12 +290,10 @@ class Trainer:
             raise DivergenceError(
                 f"step {bad_step}: non-finite or guarded quantity {what}; gave up after "
                 f"{t.max_divergences} recoveries (raise train.max_divergences, or lower "
-                "the learning rates / Langevin step sizes)")
+                "the learning rates / chain step sizes)")
         ckpt = latest_checkpoint(self.run_dir)
         self._load_state(ckpt)
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] *= t.divergence_lr_factor
+        self.learner.scale_learning_rates(t.divergence_lr_factor)
         self.method.on_divergence(t.divergence_step_factor)
         if not self.dist.is_main:
             return
@@ -425,17 +350,14 @@ class Trainer:
                 self.step += 1
                 steps_since += 1
                 if self.step % self.steps_per_epoch == 0:
-                    for sch in self.schedulers.values():
-                        sch.step()
+                    self.learner.end_epoch()
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()
                                  if k.startswith("loss_") or k == "mse"}, refresh=False)
                 if log_now and main:
                     now = time.perf_counter()
                     last = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
-                            **scalars,
-                            **{f"lr_{k}": o.param_groups[0]["lr"]
-                               for k, o in self.optimizers.items()},
+                            **scalars, **self.learner.learning_rates(),
                             "sec_per_step": (now - tick) / max(steps_since, 1)}
                     tick, steps_since = now, 0
                     self._log_event(last)
@@ -451,70 +373,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def write_grids(self) -> list[Path]:
-        """Sample grid from fixed noise and reconstruction grid of a fixed held-out batch.
-
-        2-D data get a scatter of data vs samples; a 2-D latent a picture of the prior.
-        """
+        """The model's pictures of this step (``model.previews``): samples from fixed noise
+        and reconstructions of a fixed held-out batch; scatter and prior plots for 2-D."""
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._write_grids()
+            n = self.cfg.train.n_grid
+            heldout = self.heldout.batch(torch.arange(min(n, len(self.heldout))))
+            data = self.data.batch(torch.arange(min(2000, len(self.data))))
+            stem = self.run_dir / "samples" / f"step_{self.step:08d}"
+            return self.model.previews(stem, n=n, seed=self.cfg.train.seed, heldout=heldout,
+                                       data=data, title=f"step {self.step}")
         finally:
             self.model.train(was_training)
-
-    def _write_grids(self) -> list[Path]:
-        n = self.cfg.train.n_grid
-        seed = self.cfg.train.seed
-        model = self.model
-        gen = torch.Generator(device=self.device).manual_seed(seed + 2)
-        z0 = model.init_latent(n, gen)
-        chain_gen = torch.Generator(device=self.device).manual_seed(seed + 3)
-        if model.prior.has_energy:
-            z, _ = model.sample_latent(n, chain_gen, z0=z0)
-        else:
-            z = z0 * model.config.sigma0 / model.config.init_std
-        samples = model.decode(z)
-        stem = self.run_dir / "samples" / f"step_{self.step:08d}"
-        if samples.dim() == 4:
-            x = self.heldout.batch(torch.arange(min(n, len(self.heldout)))).to(self.device)
-            recon = model.reconstruct(x, torch.Generator(device=self.device).manual_seed(seed + 4))
-            written = [save_image_grid(samples, f"{stem}_samples.png"),
-                       save_pairs_grid(x, recon, f"{stem}_recon.png")]
-            if isinstance(model.prior, SymbolVectorPrior):  # one row of 8 per symbol
-                cls_gen = torch.Generator(device=self.device).manual_seed(seed + 6)
-                rows = [model.sample(8, cls_gen, class_=k) for k in range(model.prior.n_classes)]
-                written.append(save_image_grid(torch.cat(rows), f"{stem}_classes.png", nrow=8))
-            return written
-        written = []
-        if samples.shape[1] == 2:
-            many_gen = torch.Generator(device=self.device).manual_seed(seed + 5)
-            more = model.sample(2000, many_gen)
-            real = self.data.batch(torch.arange(min(2000, len(self.data))))
-            colours = None
-            if isinstance(model.prior, SymbolVectorPrior):  # colour by predicted symbol
-                with torch.no_grad():
-                    colours = {"data (predicted symbol)": model.classify(real.to(self.device))
-                               .argmax(1)}
-                real_name = "data (predicted symbol)"
-            else:
-                real_name = "data"
-            written.append(save_scatter({real_name: real, "samples": more},
-                                        f"{stem}_samples.png", title=f"step {self.step}",
-                                        colours=colours))
-        if model.config.n_z == 2 and model.prior.has_energy:
-            extent = max(3.0 * model.config.sigma0, 1.1 * float(z.abs().max()))
-            axis = torch.linspace(-extent, extent, 121, device=self.device)
-            grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
-            symbols = None
-            with torch.no_grad():
-                logp = model.prior_log_density(grid).reshape(121, 121)
-                if isinstance(model.prior, SymbolVectorPrior):  # prior samples by argmax f_k(z)
-                    symbols = model.prior.logits(z).argmax(1)
-            written.append(save_density(
-                logp, extent, f"{stem}_prior.png", points=z, point_classes=symbols,
-                title=f"learned prior p(z), step {self.step}"
-                + (", samples by symbol" if symbols is not None else "")))
-        return written
 
     def write_plots(self) -> None:
         rows = [r for r in read_metrics(self.run_dir / "metrics.jsonl") if "event" not in r]

@@ -34,12 +34,14 @@ from typing import Any
 
 import torch
 
-from lebm.data import load_dataset
+from lebm._version import __version__
+from lebm.data import ArrayDataset
 from lebm.errors import LebmError
+from lebm.evaluate.marginal import log_likelihood, prior_log_normalizer
 from lebm.io import atomic_write_json
-from lebm.models import LatentEBM
-from lebm.priors import SymbolVectorPrior
-from lebm.train.trainer import read_run_config, resolve_device
+from lebm.models import LatentModel, load_model
+from lebm.run import load_data, read_run_config, resolve_device
+from lebm.train.checkpoint import checkpoint_root, is_complete, latest_checkpoint, step_of
 
 METRICS = ("mse", "fid", "fd_mnist", "ll", "auprc", "accuracy", "chains")
 
@@ -74,34 +76,27 @@ class Evaluator:
         self.s = settings or EvalSettings()
         self.device = resolve_device(device)
         self.checkpoint = checkpoint or _checkpoint_name(self.run_dir)
-        from lebm import load
-        from lebm.train.checkpoint import checkpoint_root, is_complete
-
-        source = self.run_dir
         if checkpoint is not None:  # a step folder under checkpoints/, e.g. "step_00002000"
             source = checkpoint_root(self.run_dir) / checkpoint
             if not is_complete(source):
                 have = sorted(p.name for p in checkpoint_root(self.run_dir).glob("step_*"))
                 raise LebmError(f"{self.run_dir}: no checkpoint {checkpoint!r}; "
                                 f"it has {', '.join(have) or 'none'}")
-        self.model: LatentEBM = load(source, self.device).eval()
+        else:
+            source = latest_checkpoint(self.run_dir)
+        self.model: LatentModel = load_model(source, self.device).eval()
         self._cache: dict[tuple[str, int | None, bool], Any] = {}
         self._sample_cache: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ data
-    def data(self, split: str, limit: int | None = None, all_classes: bool = False):
-        """A split of the run's data set (the run's class filters unless ``all_classes``)."""
+    def data(self, split: str, limit: int | None = None,
+             all_classes: bool = False) -> ArrayDataset:
+        """The first ``limit`` examples of a split of the run's data set (the run's class
+        filters unless ``all_classes``; never its labelled subset or ``data.limit``)."""
         key = (split, limit, all_classes)
         if key not in self._cache:
-            d = self.cfg.data
-            try:
-                self._cache[key] = load_dataset(
-                    d.name, split, d.root, image_size=d.image_size,
-                    exclude_classes=() if all_classes else d.exclude_classes,
-                    classes=None if all_classes else d.classes, limit=limit,
-                    seed=self.cfg.train.seed)
-            except (ValueError, OSError) as exc:
-                raise LebmError(f"{d.name} ({split}): {exc}") from exc
+            self._cache[key] = load_data(self.cfg, split, limit, all_classes=all_classes,
+                                         subset=False)
         return self._cache[key]
 
     @property
@@ -111,7 +106,9 @@ class Evaluator:
     def _gen(self, offset: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.s.seed * 1000 + offset)
 
-    def _x(self, ds, n: int | None = None) -> torch.Tensor:
+    @staticmethod
+    def examples(ds: ArrayDataset, n: int | None = None) -> torch.Tensor:
+        """The first ``n`` examples of ``ds`` (all by default) as one model-space batch."""
         n = len(ds) if n is None else min(n, len(ds))
         return ds.batch(torch.arange(n))
 
@@ -125,7 +122,7 @@ class Evaluator:
 
     def applicable(self) -> list[str]:
         """Metrics that make sense for this run (FID only on a GPU by default)."""
-        shape = tuple(self.model.config.data_shape)
+        shape = self.model.data_shape
         out = ["mse"]
         if len(shape) == 3:
             if self.device.type == "cuda":
@@ -135,7 +132,7 @@ class Evaluator:
         out.append("ll")
         if self.cfg.data.exclude_classes:
             out.append("auprc")
-        if isinstance(self.model.prior, SymbolVectorPrior):
+        if "symbols" in self.model.prior.capabilities:
             out.append("accuracy")
         out.append("chains")
         return out
@@ -156,7 +153,7 @@ class Evaluator:
 
     # ------------------------------------------------------------------ metrics
     def eval_mse(self) -> dict[str, Any]:
-        x = self._x(self.data(self.test_split, self.s.n_test))
+        x = self.examples(self.data(self.test_split, self.s.n_test))
         gen = self._gen(1)
         sq = []
         with torch.no_grad():
@@ -164,12 +161,14 @@ class Evaluator:
                 sq.append((self.model.reconstruct(xb, gen) - xb).pow(2).flatten(1).mean(1).cpu())
         per = torch.cat(sq)  # per-example MSE in [-1, 1]
         c = self.model.config
+        post = c.posterior_chain
         mse = float(per.mean())
         return {"mse": mse, "mse_01": mse / 4, "se": float(per.std() / math.sqrt(len(per))),
                 "recipe": {"split": self.test_split, "n": len(per),
-                           "inference": c.inference, "posterior_steps": c.posterior_steps,
-                           "posterior_step_size": c.posterior_step_size,
-                           "chain_dtype": c.chain_dtype, "seed": self.s.seed,
+                           "inference": c.inference, "posterior_kernel": post.kernel,
+                           "posterior_steps": post.n_steps,
+                           "posterior_step_size": post.step_size,
+                           "chain_dtype": c.precision.chain_dtype, "seed": self.s.seed,
                            "pixels": "mse: images in [-1, 1]; mse_01: in [0, 1] (= mse / 4)"}}
 
     def _samples(self, n: int) -> torch.Tensor:
@@ -188,10 +187,12 @@ class Evaluator:
 
     def _sampler_recipe(self) -> dict[str, Any]:
         c = self.model.config
-        return {"sampler": "prior Langevin from N(0, init_std²)" if self.model.prior.has_energy
-                else "exact Gaussian prior", "prior_steps": c.prior_steps,
-                "prior_step_size": c.prior_step_size, "init_std": c.init_std,
-                "chain_dtype": c.chain_dtype, "seed": self.s.seed}
+        chain = c.prior_chain
+        return {"sampler": f"prior chain ({chain.kernel}) from N(0, init_std²)"
+                if self.model.prior.needs_chain else "exact Gaussian prior",
+                "prior_kernel": chain.kernel, "prior_steps": chain.n_steps,
+                "prior_step_size": chain.step_size, "init_std": chain.init_std,
+                "chain_dtype": c.precision.chain_dtype, "seed": self.s.seed}
 
     def eval_fid(self) -> dict[str, Any]:
         from lebm.data import cache_dir
@@ -200,7 +201,7 @@ class Evaluator:
 
         feats = InceptionFeatures().to(self.device)
         d = self.cfg.data
-        ref_x = self._x(self.data("train", self.s.n_ref))
+        ref_x = self.examples(self.data("train", self.s.n_ref))
         selection = {"exclude_classes": list(d.exclude_classes),
                      "classes": None if d.classes is None else list(d.classes),
                      "resize": d.image_size}
@@ -222,7 +223,7 @@ class Evaluator:
         from lebm.metrics import FeatureStats, MNISTFeatures, frechet_distance
 
         feats = MNISTFeatures().to(self.device)
-        test = self._x(self.data(self.test_split))  # the run's classes: what it learned
+        test = self.examples(self.data(self.test_split))  # the run's classes: what it learned
         samples = self._samples(self.s.n_samples)
         value = frechet_distance(FeatureStats.of(feats.extract(samples)),
                                  FeatureStats.of(feats.extract(test)))
@@ -232,12 +233,12 @@ class Evaluator:
             "images of the run's classes", **self._sampler_recipe()}}
 
     def eval_ll(self) -> dict[str, Any]:
-        x = self._x(self.data(self.test_split, self.s.n_ll))
+        x = self.examples(self.data(self.test_split, self.s.n_ll))
         gen = self._gen(3)
-        log_z = self.model.prior_log_normalizer(gen)  # once, shared by every example
+        log_z = prior_log_normalizer(self.model, gen)  # once, shared by every example
         lls, ses = [], []
         for xb in self._batches(x, "log p(x)", size=50):  # 16 chains per example
-            ll, se = self.model.log_likelihood(xb, gen, log_z=(log_z[0], 0.0))
+            ll, se = log_likelihood(self.model, xb, gen, log_z=(log_z[0], 0.0))
             lls.append(ll.cpu())
             ses.append(se.cpu())
         ll, se = torch.cat(lls), torch.cat(ses)
@@ -251,7 +252,7 @@ class Evaluator:
                            "n_samples": 256, "proposal": "diagonal Gaussian fitted to "
                            "posterior chains (×1.5 spread), or q(z|x) for encoder inference",
                            "prior_log_z": "log E_N(0,σ0²) exp f by AIS, 1,000 chains, 200 "
-                           "temperatures, MALA" if self.model.prior.has_energy
+                           "temperatures, MALA" if self.model.prior.needs_chain
                            else "exact (Gaussian prior)",
                            "data_space": "model space (images in [-1, 1]); continuous "
                            "Gaussian density, not a discrete likelihood"}}
@@ -265,7 +266,7 @@ class Evaluator:
         ds = self.data(self.test_split, self.s.n_test, all_classes=True)
         if ds.targets is None:
             raise LebmError(f"{ds.name} has no labels: cannot tell anomalies from normal data")
-        x = self._x(ds)
+        x = self.examples(ds)
         gen = self._gen(4)
         scores = torch.cat([self.model.anomaly_score(xb, gen).cpu()
                             for xb in self._batches(x, "scores")])
@@ -281,7 +282,7 @@ class Evaluator:
     def eval_accuracy(self) -> dict[str, Any]:
         from lebm.metrics.scores import accuracy, cluster_purity
 
-        if not isinstance(self.model.prior, SymbolVectorPrior):
+        if "symbols" not in self.model.prior.capabilities:
             raise LebmError("accuracy needs a model with a symbol-vector prior (prior=symbol)")
         ds = self.data(self.test_split, self.s.n_test)
         if ds.targets is None or not bool((ds.targets >= 0).any()):
@@ -310,15 +311,16 @@ class Evaluator:
         traces: dict[str, Any] = {}
         marks: dict[str, int] = {}
         out: dict[str, Any] = {}
-        if self.model.prior.has_energy and c.prior_steps > 0:
-            _, tr = self.model.sample_latent(n, self._gen(5), n_steps=2 * c.prior_steps,
-                                             record=True)
-            traces["prior"], marks["prior"] = tr, c.prior_steps
-        if c.posterior_steps > 0:
-            x = self._x(self.data(self.test_split, n)).to(self.device)
-            _, tr = self.model.infer_latent(x, self._gen(6), z0=self.model.init_latent(
-                len(x), self._gen(7)), n_steps=2 * c.posterior_steps, record=True)
-            traces["posterior"], marks["posterior"] = tr, c.posterior_steps
+        k_prior, k_post = c.prior_chain.n_steps, c.posterior_chain.n_steps
+        if self.model.prior.needs_chain and k_prior > 0:
+            _, tr = self.model.sample_latent(n, self._gen(5), n_steps=2 * k_prior, record=True)
+            traces["prior"], marks["prior"] = tr, k_prior
+        if k_post > 0:
+            x = self.examples(self.data(self.test_split, n)).to(self.device)
+            z0 = self.model.init_latent(len(x), self._gen(7), c.posterior_chain.init_std)
+            _, tr = self.model.infer_latent(x, self._gen(6), z0=z0, n_steps=2 * k_post,
+                                            record=True)
+            traces["posterior"], marks["posterior"] = tr, k_post
         arrays = {}
         for name, tr in traces.items():
             if tr is None:
@@ -349,9 +351,6 @@ def evaluate(run_dir: str | Path, metrics: list[str] | None = None,
     merge the results into ``run_dir/eval.json``; return them. Results of an earlier
     checkpoint replace those of another checkpoint rather than merging with them."""
     import json
-
-    from lebm import __version__
-    from lebm.train.checkpoint import step_of
 
     ev = Evaluator(run_dir, settings, device, checkpoint)
     names = ev.applicable() if not metrics else metrics
