@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lebm.errors import CheckpointError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
@@ -43,6 +45,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json_config(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON object at ``path``, which must say ``"format": fmt``; a missing, torn or
+    foreign file is a ``CheckpointError`` naming it (``what``: "run", "model", ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} is not a lebm {what} folder (no config.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path} is not a lebm {what} config (format={found!r})")
+    return meta
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -11,14 +11,14 @@ benchmarks read it through these functions::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from lebm.config import RunConfig
 from lebm.data import ArrayDataset, DownloadError, load_dataset
-from lebm.errors import CheckpointError, ConfigError, DataError
+from lebm.errors import ConfigError, DataError
+from lebm.io import read_json_config
 
 RUN_FORMAT = "lebm-run"
 
@@ -67,13 +67,5 @@ def load_heldout(cfg: RunConfig, n: int) -> ArrayDataset:
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
     """The ``RunConfig`` of a run folder (configs of earlier versions are upgraded)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a lebm run folder (no config.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if meta.get("format") != RUN_FORMAT:
-        raise CheckpointError(f"{path} is not a lebm run config")
+    meta = read_json_config(Path(run_dir) / "config.json", RUN_FORMAT, "run")
     return RunConfig.from_dict(meta["config"])

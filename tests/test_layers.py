@@ -22,8 +22,9 @@ RANKS = {
     "lebm.models": 4,
     "lebm.priors": 3, "lebm.likelihoods": 3,
     "lebm.sampling": 2, "lebm.nets": 2,
-    "lebm.viz": 1, "lebm.settings": 1, "lebm.data": 1, "lebm.metrics": 1,
-    "lebm._version": 0, "lebm.errors": 0, "lebm.io": 0, "lebm.latent": 0,
+    "lebm.viz": 1.5, "lebm.settings": 1.5, "lebm.data": 1.5, "lebm.metrics": 1.5,
+    "lebm.io": 1, "lebm.latent": 1,
+    "lebm._version": 0, "lebm.errors": 0,
 }
 TOP = 10  # the entry points (package root, CLI) may use each other
 STANDALONE = ("lebm.data", "lebm.metrics")  # import nothing else from lebm

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from torch import nn
 from lebm import settings
 from lebm._version import __version__
 from lebm.errors import CheckpointError, LebmError
-from lebm.io import atomic_write, atomic_write_json
+from lebm.io import atomic_write, atomic_write_json, read_json_config
 from lebm.latent import LatentSpec
 from lebm.likelihoods import Likelihood
 from lebm.models.config import ChainConfig
@@ -414,15 +413,7 @@ def read_weights(directory: str | os.PathLike,
 
 def read_model_meta(directory: Path) -> dict[str, Any]:
     """Read and check a model folder's ``config.json``."""
-    path = directory / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{directory} is not a model folder (no config.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if meta.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{path} is not a lebm model config (format={meta.get('format')!r})")
+    meta = read_json_config(directory / "config.json", MODEL_FORMAT, "model")
     if not (directory / "model.safetensors").is_file():
         raise CheckpointError(f"{directory} has no model.safetensors")
     return meta

@@ -158,6 +158,18 @@ def _select(accept: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch
     return torch.where(accept.view(-1, *([1] * (new.dim() - 1))), new, old)
 
 
+Evaluated = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z, log p(z), ∇log p(z)
+
+
+def _accept_or_stay(log_alpha: torch.Tensor, proposal: Evaluated, current: Evaluated,
+                    generator: torch.Generator | None) -> tuple[State, torch.Tensor]:
+    """The Metropolis step: per chain the proposal (with its cached evaluation) where
+    accepted, else the current state; and the acceptance probabilities."""
+    accept, acceptance = _metropolis(log_alpha, generator)
+    z, logp, grad = (_select(accept, new, old) for new, old in zip(proposal, current))
+    return State(z=z, log_density=logp, grad=grad), acceptance
+
+
 def _promoted(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
@@ -165,8 +177,27 @@ def _promoted(x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- kernels
 
 
+class _Settings:
+    """What every kernel shares: a copy with another step size (kernels are immutable)."""
+
+    def with_step_size(self, step_size: float) -> Any:
+        return dataclasses.replace(self, step_size=step_size)  # type: ignore[type-var]
+
+
+class _Evaluated(_Settings):
+    """Kernels whose state carries ``log p`` and its gradient (the Metropolis kernels)."""
+
+    def init(
+        self, z: torch.Tensor, log_density: LogDensity, generator: torch.Generator | None = None
+    ) -> State:
+        """Evaluates ``log p`` and its gradient at ``z``; no randomness used."""
+        z = z.detach().clone()
+        logp, grad = log_density_and_grad(log_density, z)
+        return State(z=z, log_density=logp, grad=grad)
+
+
 @dataclass(frozen=True)
-class Langevin:
+class Langevin(_Settings):
     """Unadjusted Langevin: ``z' = z + (s²/2) ∇log p(z) + s ε`` (drift ``s²/2``, noise std ``s``).
 
     Lazy: ``init`` evaluates nothing, and the returned state is not evaluated either, so a
@@ -203,12 +234,9 @@ class Langevin:
         info = Info(log_density=logp, grad_norm=_grad_norm(grad))
         return State(z=z_new.detach()), info
 
-    def with_step_size(self, step_size: float) -> Langevin:
-        return dataclasses.replace(self, step_size=step_size)
-
 
 @dataclass(frozen=True)
-class MALA:
+class MALA(_Evaluated):
     """Metropolis-adjusted Langevin: the Langevin proposal ``z* = z + (s²/2)∇log p(z) + s ε``
     accepted with probability ``min(1, p(z*) q(z|z*) / (p(z) q(z*|z)))``, where
     ``q(a|b) = N(a; b + (s²/2)∇log p(b), s² I)``. Leaves ``p`` exactly invariant; one
@@ -220,14 +248,6 @@ class MALA:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_size", _check_positive("step_size", self.step_size))
-
-    def init(
-        self, z: torch.Tensor, log_density: LogDensity, generator: torch.Generator | None = None
-    ) -> State:
-        """Evaluates ``log p`` and its gradient at ``z``; no randomness used."""
-        z = z.detach().clone()
-        logp, grad = log_density_and_grad(log_density, z)
-        return State(z=z, log_density=logp, grad=grad)
 
     def step(
         self, state: State, log_density: LogDensity, generator: torch.Generator | None = None
@@ -244,20 +264,13 @@ class MALA:
         log_q_fwd = -_half_sq_norm((d - (0.5 * s * s) * _promoted(grad)) / s)
         log_q_bwd = -_half_sq_norm((-d - (0.5 * s * s) * _promoted(grad_p)) / s)
         log_alpha = _promoted(logp_p) - _promoted(logp) + log_q_bwd - log_q_fwd
-        accept, acceptance = _metropolis(log_alpha, generator)
-        new = State(
-            z=_select(accept, proposal, z),
-            log_density=_select(accept, logp_p, logp),
-            grad=_select(accept, grad_p, grad),
-        )
+        new, acceptance = _accept_or_stay(log_alpha, (proposal, logp_p, grad_p), (z, logp, grad),
+                                          generator)
         return new, Info(log_density=logp, grad_norm=_grad_norm(grad), acceptance=acceptance)
-
-    def with_step_size(self, step_size: float) -> MALA:
-        return dataclasses.replace(self, step_size=step_size)
 
 
 @dataclass(frozen=True)
-class HMC:
+class HMC(_Evaluated):
     """Hamiltonian Monte Carlo with unit mass and ``n_leapfrog`` leapfrog steps of size ``h``.
 
     Each step draws ``p ~ N(0, I)``, integrates ``dz/dt = p, dp/dt = ∇log p(z)`` by leapfrog
@@ -275,14 +288,6 @@ class HMC:
             raise ValueError(f"n_leapfrog must be an integer >= 1, got {self.n_leapfrog}")
         object.__setattr__(self, "n_leapfrog", int(self.n_leapfrog))
 
-    def init(
-        self, z: torch.Tensor, log_density: LogDensity, generator: torch.Generator | None = None
-    ) -> State:
-        """Evaluates ``log p`` and its gradient at ``z``; no randomness used."""
-        z = z.detach().clone()
-        logp, grad = log_density_and_grad(log_density, z)
-        return State(z=z, log_density=logp, grad=grad)
-
     def step(
         self, state: State, log_density: LogDensity, generator: torch.Generator | None = None
     ) -> tuple[State, Info]:
@@ -298,20 +303,13 @@ class HMC:
             p = p + (h if i < self.n_leapfrog - 1 else 0.5 * h) * grad
         # −ΔH = (log p(z_L) − ‖p_L‖²/2) − (log p(z_0) − ‖p_0‖²/2)
         log_alpha = (_promoted(logp) - _half_sq_norm(p)) - (_promoted(logp0) - _half_sq_norm(p0))
-        accept, acceptance = _metropolis(log_alpha, generator)
-        new = State(
-            z=_select(accept, z, z0),
-            log_density=_select(accept, logp, logp0),
-            grad=_select(accept, grad, grad0),
-        )
+        new, acceptance = _accept_or_stay(log_alpha, (z, logp, grad), (z0, logp0, grad0),
+                                          generator)
         return new, Info(log_density=logp0, grad_norm=_grad_norm(grad0), acceptance=acceptance)
-
-    def with_step_size(self, step_size: float) -> HMC:
-        return dataclasses.replace(self, step_size=step_size)
 
 
 @dataclass(frozen=True)
-class KineticLangevin:
+class KineticLangevin(_Settings):
     """Underdamped (kinetic) Langevin with unit mass, friction ``κ`` and time step ``h``.
 
     Discretises the SDE ``dz = v dt,  dv = ∇log p(z) dt − κ v dt + √(2κ) dW`` (stationary
@@ -365,9 +363,6 @@ class KineticLangevin:
         v = decay * v + kick * _randn_like(v, generator)
         new = State(z=z.detach(), log_density=logp_new, grad=grad_new, momentum=v.detach())
         return new, Info(log_density=logp, grad_norm=_grad_norm(grad))
-
-    def with_step_size(self, step_size: float) -> KineticLangevin:
-        return dataclasses.replace(self, step_size=step_size)
 
 
 KERNELS: dict[str, type] = {
