@@ -323,17 +323,22 @@ COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "sample": _cmd_sample,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    code = 1
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return code
     except LebmError as exc:
         print(f"lebm: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
+        return code
     except KeyboardInterrupt:
-        return 130
+        code = 130
+        return code
     finally:
         from lebm.train.distributed import shutdown_distributed
 
-        shutdown_distributed()
+        # after a success every rank is here: meet, then leave the group together
+        shutdown_distributed(synchronize=code == 0)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Iterator
@@ -34,6 +35,11 @@ def is_section(hint: Any) -> bool:
 
 def _hints(obj_or_cls: Any) -> dict[str, Any]:
     cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
+    return _class_hints(cls)
+
+
+@functools.cache
+def _class_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
@@ -66,12 +72,15 @@ def resolve(obj: Any, path: str) -> tuple[str, ...]:
     return aliases(obj).get(path, ())
 
 
-def suggest(candidates: list[str], target: str) -> str:
-    """A ``did you mean ...?`` hint for a mistyped key."""
+def suggest(candidates: list[str], target: str, renamed: dict[str, str] | None = None) -> str:
+    """A ``did you mean ...?`` hint for a mistyped key; an old key in ``renamed`` is shown
+    with the key it now stands for."""
     close = [c for c in candidates if c.endswith("." + target)][:3]  # the same key elsewhere
     if not close:
         close = difflib.get_close_matches(target, candidates, n=3, cutoff=0.5)
-    return f"did you mean {', '.join(close)}?" if close else "see `lebm presets --keys`"
+    renamed = renamed or {}
+    shown = [f"{c} (= {renamed[c]})" if c in renamed else c for c in close]
+    return f"did you mean {', '.join(shown)}?" if shown else "see `lebm presets --keys`"
 
 
 def assign(obj: Any, path: str, value: Any, *, from_text: bool, label: str = "") -> None:
@@ -81,8 +90,9 @@ def assign(obj: Any, path: str, value: Any, *, from_text: bool, label: str = "")
     if not targets:
         key = f"{label}{path}"
         leaves = [f"{label}{p}" for p, _, f in leaf_paths(obj) if not f.metadata.get("internal")]
-        leaves += [f"{label}{old}" for old in aliases(obj)]  # old keys are accepted too
-        raise ConfigError(f"unknown config key {key!r}; {suggest(leaves, key)}")
+        old = {f"{label}{k}": ", ".join(f"{label}{n}" for n in new)
+               for k, new in aliases(obj).items()}  # old keys are accepted too
+        raise ConfigError(f"unknown config key {key!r}; {suggest(leaves + list(old), key, old)}")
     for target in targets:
         *parents, name = target.split(".")
         owner = obj

@@ -45,6 +45,11 @@ def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):
                  str(tmp_path / "s0.png")]) == 0
     img = Image.open(tmp_path / "s.png")
     assert img.width > 24 and img.height > 24  # a 3×3 grid of 8×8 images, upscaled
+    for kernel in ("mala", "hmc", "kinetic"):
+        assert main(["sample", str(run), "--n", "4", "--kernel", kernel, "--steps", "3",
+                     "--step-size", "0.05", "--out", str(tmp_path / f"{kernel}.png")]) == 0
+    assert main(["sample", str(run), "--kernel", "gibbs", "--out", str(tmp_path / "g.png")]) == 2
+    assert "prior_chain.kernel: must be one of" in capsys.readouterr().err
 
     assert main(["reconstruct", str(run), "--out", str(tmp_path / "r.png"), "--n", "4"]) == 0
     out = capsys.readouterr().out
@@ -74,6 +79,8 @@ def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):
     (["resume", "{tmp}/no-such-run"], "no config.json"),
     (["sample", "{tmp}", "--n", "0", "--out", "{tmp}/x.png"], "--n must be >= 1"),
     (["sample", "{tmp}", "--steps", "-1", "--out", "{tmp}/x.png"], "--steps must be >= 0"),
+    (["train", "digits", "--run-dir", "{tmp}/a", "--set", "model.prior_chain.kernel=mala",
+      "--set", "model.prior_chain.noise=false"], "only applies to the langevin kernel"),
     (["sample", "{tmp}/no-such-run", "--out", "{tmp}/x.png"], "does not exist"),
     (["reconstruct", "{tmp}/no-such-run", "--out", "{tmp}/x.png"], "no config.json"),
 ])

@@ -89,8 +89,9 @@ def test_shutdown_distributed_leaves_the_process_group(tmp_path):
     from lebm.train.distributed import shutdown_distributed
 
     shutdown_distributed()  # nothing joined: no error
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rv'}", rank=0,
-                            world_size=1)
-    assert dist.is_initialized()
-    shutdown_distributed()
-    assert not dist.is_initialized()
+    for synchronize in (False, True):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / f'rv{synchronize}'}",
+                                rank=0, world_size=1)
+        assert dist.is_initialized()
+        shutdown_distributed(synchronize)
+        assert not dist.is_initialized()

@@ -104,3 +104,25 @@ def test_sampling_and_models_do_not_import_methods_or_training():
     loaded = _loaded_after("lebm.sampling, lebm.priors, lebm.models",
                            ("lebm.train", "lebm.methods", "lebm.cli", "lebm.config"))
     assert loaded == []
+
+
+def test_benchmarks_use_public_api_only():
+    """No benchmark imports a private name of lebm or reaches into a private attribute that
+    lebm defines (``ev._x``, ``cli._parser``, ``encoder.trunk`` of old)."""
+    private = set()
+    for path in LEBM.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                private.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                private.add(node.attr)
+    private = {n for n in private if n.startswith("_") and not n.startswith("__")}
+    found = []
+    for path in sorted((LEBM.parent / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lebm"):
+                found += [f"{path.name}:{node.lineno}: imports {a.name}" for a in node.names
+                          if a.name.startswith("_")]
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    assert not found, found

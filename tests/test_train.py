@@ -245,6 +245,25 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, tiny_overrides):
     assert step >= 2  # beyond the step-0 checkpoint: the interrupt saved the current step
 
 
+def test_training_with_metropolis_chains_logs_their_acceptance(tmp_path, tiny_overrides):
+    """Any registered kernel trains: MALA posterior and HMC prior chains, acceptance logged
+    and plotted, and the eval chain diagnostics report it."""
+    from lebm.evaluate import EvalSettings, evaluate
+
+    cfg = build_config("digits", tiny_overrides + [
+        "model.posterior_chain.kernel=mala", "model.posterior_chain.step_size=0.05",
+        "model.prior_chain.kernel=hmc", "model.prior_chain.n_leapfrog=2"],
+        **{"train.max_steps": 4})
+    Trainer(cfg, tmp_path / "r").fit()
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().split("\n")
+            if x]
+    assert 0 < rows[-1]["post_acceptance"] <= 1 and 0 < rows[-1]["prior_acceptance"] <= 1
+    record = evaluate(tmp_path / "r", ["chains"], EvalSettings(progress=False), "cpu")
+    chains = record["metrics"]["chains"]
+    assert chains["recipe"]["kernels"] == {"prior": "hmc", "posterior": "mala"}
+    assert 0 < chains["posterior"]["acceptance_mean"] <= 1
+
+
 def test_toy_run_draws_data_vs_samples_and_the_prior(tmp_path):
     cfg = build_config("toy2d", ["data.limit=400",
                                  "model.prior_steps=5", "model.posterior_steps=5",

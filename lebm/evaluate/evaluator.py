@@ -334,11 +334,15 @@ class Evaluator:
                          "log_density_last": float(lp[-1].mean()),
                          "grad_norm_at_training_length": float(gn[k - 1].mean()),
                          "log_density_per_step": [round(float(v), 4) for v in lp.mean(1)]}
+            if tr.acceptance is not None:
+                out[name]["acceptance_mean"] = float(tr.acceptance.mean())
         if arrays:
             plot = plot_chain_traces(arrays, self.run_dir / "plots" / "chain_diagnostics.png",
                                      marks)
             out["plot"] = str(plot)
         out["recipe"] = {"n_chains": n, "length": "2 × the training chain length",
+                         "kernels": {"prior": c.prior_chain.kernel,
+                                     "posterior": c.posterior_chain.kernel},
                          "posterior_data": f"first {n} of the {self.test_split} split",
                          "seed": self.s.seed}
         return out

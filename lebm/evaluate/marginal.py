@@ -45,7 +45,7 @@ def log_likelihood(model: LatentModel, x: torch.Tensor,
     else estimated here; its error is added in quadrature. Unbiased for ``p(x)``; the log is
     biased low (Jensen). Returns two ``(batch,)`` tensors.
     """
-    model._check_data(x)
+    model.check_data(x)
     b, d = x.shape[0], model.latent.dim
     if log_z is None:
         log_z = prior_log_normalizer(model, generator)

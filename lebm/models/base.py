@@ -155,8 +155,10 @@ class LatentModel(nn.Module):
         base = {"prior": self.config.prior_chain, "posterior": self.config.posterior_chain}
         if which not in base:
             raise ValueError(f"chain must be prior or posterior, got {which!r}")
-        chain: ChainConfig = dataclasses.replace(
-            base[which], **{k: v for k, v in overrides.items() if v is not None})
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if not changes:
+            return base[which]
+        chain: ChainConfig = dataclasses.replace(base[which], **changes)
         settings.check(chain, f"{which}_chain.")
         return chain
 
@@ -198,7 +200,7 @@ class LatentModel(nn.Module):
         from a sample of ``q(z|x)`` (``encoder+langevin``). An explicit ``z0`` always starts
         a chain there. ``overrides`` and ``step_scale`` as for ``sample_latent``.
         """
-        self._check_data(x)
+        self.check_data(x)
         inference = self.config.inference
         if z0 is None and inference != "langevin":
             with torch.no_grad():
@@ -235,7 +237,7 @@ class LatentModel(nn.Module):
         """``(μ(x), log σ²(x))`` of the amortised ``q(z|x)`` (with a graph to its weights)."""
         if self.encoder is None:
             raise ValueError("this model has no encoder (ModelConfig.encoder='none')")
-        self._check_data(x)
+        self.check_data(x)
         mu, logvar = self.encoder(x)
         return mu, logvar
 
@@ -294,7 +296,9 @@ class LatentModel(nn.Module):
         """``decode(z)`` at the ``z`` inferred from ``x``."""
         return self.decode(self.infer(x, generator, **chain_overrides))
 
-    def _check_data(self, x: torch.Tensor) -> None:
+    def check_data(self, x: torch.Tensor) -> None:
+        """A ``ValueError`` naming the problem if ``x`` is not a batch this model takes (shape,
+        then what its likelihood accepts: finite values, binary values, token ids)."""
         want = self.data_shape
         if tuple(x.shape[1:]) != want:
             raise ValueError(f"expected data of shape (batch, {', '.join(map(str, want))}), "

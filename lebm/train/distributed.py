@@ -94,9 +94,15 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
     return Distributed(rank, world), device
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(synchronize: bool = False) -> None:
     """Leave the process group, if one was joined. A gloo process that exits without this
     can abort at interpreter shutdown (SIGABRT, "terminate called without an active
-    exception"), since gloo's worker threads still hold work objects then."""
+    exception"), since gloo's worker threads still hold work objects then. With
+    ``synchronize`` (every rank is known to get here, e.g. after a successful command) the
+    ranks first meet at a barrier, so none tears down while a peer still has work in flight
+    (rank 0 writes its last plots after the final collective, while rank 1 is already
+    leaving)."""
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()

@@ -401,5 +401,7 @@ class Trainer:
                            ["post_logp_first", "post_logp_last", "prior_logp_first",
                             "prior_logp_last"],
                            "chain ‖∇ log p‖ at last step":
-                           ["post_grad_norm_last", "prior_grad_norm_last"]},
+                           ["post_grad_norm_last", "prior_grad_norm_last"],
+                           "Metropolis acceptance (mala / hmc chains)":
+                           ["post_acceptance", "prior_acceptance"]},
                     plots / "chains.png", log_y=("chain log-density (first → last step)",))
