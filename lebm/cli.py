@@ -331,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lebm: error: {exc}", file=sys.stderr)
         code = 2
         return code
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as exc:  # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
+        code = 128 + int(getattr(exc, "signum", 2))
         return code
     finally:
         from lebm.train.distributed import shutdown_distributed

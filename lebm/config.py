@@ -57,7 +57,7 @@ class TrainConfig:
 
     max_steps: int = field(default=10_000, metadata={"min": 0})
     batch_size: int = field(default=100, metadata={"min": 1})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
     threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads; 0 = default"})
     log_every: int = field(default=10, metadata={"min": 1})
@@ -69,6 +69,13 @@ class TrainConfig:
     recon_guard: float = field(default=0.0, metadata={
         "min": 0, "help": "treat recon_error above this as divergence; 0 = off (REFERENCE §1.2)"})
     guard_after_epochs: int = field(default=10, metadata={"min": 0})
+    recon_guard_factor: float = field(default=10.0, metadata={
+        "min": 0, "help": "treat recon_error above this × its running mean as divergence "
+                          "(after guard_warmup_steps); 0 = off"})
+    energy_guard: float = field(default=1e4, metadata={
+        "min": 0, "help": "treat |f| at posterior or prior samples (f_pos, f_neg) above this "
+                          "as divergence; 0 = off"})
+    guard_warmup_steps: int = field(default=100, metadata={"min": 0})
     divergence_lr_factor: float = field(default=0.5, metadata={"gt": 0, "max": 1})
     divergence_step_factor: float = field(default=0.8, metadata={"gt": 0, "max": 1})
     max_divergences: int = field(default=5, metadata={"min": 0})

@@ -97,7 +97,7 @@ def test_resume_drops_log_lines_after_the_checkpoint(tmp_path, tiny_overrides):
     assert steps == [2, 4]
 
 
-def test_incomplete_checkpoint_is_skipped(tmp_path, tiny_overrides):
+def test_incomplete_checkpoint_is_skipped(tmp_path, tiny_overrides, capsys):
     cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 4})
     trainer = Trainer(cfg, tmp_path / "r")
     trainer.fit()
@@ -107,10 +107,40 @@ def test_incomplete_checkpoint_is_skipped(tmp_path, tiny_overrides):
     (torn / "config.json").write_text("{}")  # no weights, no state: a torn write
     (root / "latest").write_text("step_00000009\n")
     assert latest_checkpoint(tmp_path / "r").name == "step_00000004"
-    # a corrupt state file is reported, not unpickled
-    (root / "step_00000004" / "training_state.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(LebmError, match="cannot read"):
+    assert "skipped step_00000009 (no model.safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate-weights", "garbage-state", "truncate-config",
+                                    "garbage-checksums"])
+def test_corrupt_latest_checkpoint_falls_back_to_the_newest_that_verifies(
+        tmp_path, tiny_overrides, capsys, damage):
+    """Resume and lebm.load use the newest checkpoint whose files match their checksums, and
+    say on stderr which they skipped; with none left, a clear error."""
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 8})
+    Trainer(cfg, tmp_path / "r").fit()  # checkpoints at 0, 4, 8 (keep 3)
+    root = tmp_path / "r" / "checkpoints"
+    newest = root / "step_00000008"
+    target = {"truncate-weights": "model.safetensors", "garbage-state": "training_state.pt",
+              "truncate-config": "config.json", "garbage-checksums": "checksums.json"}[damage]
+    data = (newest / target).read_bytes()
+    (newest / target).write_bytes(data[:len(data) // 2] if "truncate" in damage
+                                  else b"\x00garbage" * 7)
+    capsys.readouterr()
+    model = lebm.load(tmp_path / "r")
+    assert "skipped step_00000008" in capsys.readouterr().err
+    trainer = Trainer.resume(tmp_path / "r", max_steps=10)
+    assert trainer.step == 4
+    err = capsys.readouterr().err
+    assert "skipped step_00000008" in err and "using step_00000004" in err
+    torch.testing.assert_close(dict(trainer.model.state_dict()), dict(model.state_dict()))
+    trainer.lock.release()
+    # every checkpoint corrupt: a clear error, not a traceback from a parser
+    for ckpt in root.glob("step_*"):
+        (ckpt / "training_state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(LebmError, match="no checkpoint that verifies"):
         Trainer.resume(tmp_path / "r")
+    with pytest.raises(LebmError, match="no checkpoint that verifies"):
+        lebm.load(tmp_path / "r")
 
 
 def test_training_state_loads_with_weights_only(tmp_path, tiny_overrides):

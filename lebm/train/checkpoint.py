@@ -6,17 +6,24 @@ Layout of one checkpoint::
     model.safetensors     weights
     training_state.pt     optimisers, schedulers, step, RNG states — plain tensors and
                           containers only, loaded with ``torch.load(weights_only=True)``
+    checksums.json        SHA-256 of the three files above
 
 A checkpoint is written into a temporary folder which is then renamed, and the
 ``latest`` pointer file is replaced atomically afterwards, so a kill at any moment
-leaves the previous complete checkpoint loadable.
+leaves the previous complete checkpoint loadable. A checkpoint *verifies* when its files
+match their checksums (checkpoints of lebm 0.1 have none: they verify when every file
+parses); ``latest_checkpoint`` returns the newest one that verifies and says on stderr
+which newer ones it skipped and why.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from lebm.io import atomic_write, atomic_write_text, fsync_dir
 from lebm.models import LatentModel
 
 STATE_FILE = "training_state.pt"
+CHECKSUMS = "checksums.json"
 REQUIRED = ("config.json", "model.safetensors", STATE_FILE)
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 
@@ -47,7 +55,46 @@ def step_of(name: str | None) -> int | None:
 
 
 def is_complete(ckpt: Path) -> bool:
+    """Every required file is there (see ``verify`` for whether they are intact)."""
     return ckpt.is_dir() and all((ckpt / f).is_file() for f in REQUIRED)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(ckpt: Path) -> str | None:
+    """``None`` if the checkpoint is intact, else why not (one short phrase).
+
+    With ``checksums.json``: every file matches its SHA-256. Without (lebm 0.1): every file
+    parses (the configs as JSON, the weights' header, the training state)."""
+    if not ckpt.is_dir():
+        return "missing"
+    missing = [f for f in REQUIRED if not (ckpt / f).is_file()]
+    if missing:
+        return f"no {', '.join(missing)}"
+    sums = ckpt / CHECKSUMS
+    if sums.is_file():
+        try:
+            want = json.loads(sums.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return f"{CHECKSUMS} is not valid JSON"
+        bad = [f for f in REQUIRED if want.get(f) != _sha256(ckpt / f)]
+        return f"{', '.join(bad)} does not match its checksum" if bad else None
+    try:  # a checkpoint written before checksums: parse every file
+        json.loads((ckpt / "config.json").read_text())
+        from safetensors import safe_open
+
+        with safe_open(str(ckpt / "model.safetensors"), "pt") as fh:
+            list(fh.keys())
+        torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # many parsers, many error types: any failure = corrupt
+        return f"unreadable ({type(exc).__name__})"
+    return None
 
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model: LatentModel,
@@ -61,6 +108,8 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: LatentModel,
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     atomic_write(tmp / STATE_FILE, lambda p: torch.save(state, p))
+    atomic_write_text(tmp / CHECKSUMS, json.dumps({f: _sha256(tmp / f) for f in REQUIRED},
+                                                  indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -79,19 +128,26 @@ def _prune(root: Path, keep: int) -> None:
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The checkpoint named by ``latest``; else the newest complete ``step_*`` folder."""
+    """The newest checkpoint that verifies: the one ``latest`` names, else the newest
+    ``step_*`` folder that verifies (saying on stderr which were skipped, and why)."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         raise CheckpointError(f"{run_dir} has no checkpoints/ folder: is it a lebm run folder?")
     pointer = root / "latest"
-    if pointer.is_file():
-        target = root / pointer.read_text().strip()
-        if is_complete(target):
-            return target
-    complete = sorted(p for p in root.iterdir() if _STEP_DIR.match(p.name) and is_complete(p))
-    if not complete:
-        raise CheckpointError(f"{root} holds no complete checkpoint")
-    return complete[-1]
+    named = root / pointer.read_text().strip() if pointer.is_file() else None
+    steps = sorted((p for p in root.iterdir() if _STEP_DIR.match(p.name)), reverse=True)
+    candidates = ([named] if named is not None else []) + [p for p in steps if p != named]
+    skipped: list[str] = []
+    for ckpt in candidates:
+        why = verify(ckpt)
+        if why is None:
+            if skipped:
+                print(f"lebm: warning: {root}: skipped {'; '.join(skipped)}; using {ckpt.name}",
+                      file=sys.stderr)
+            return ckpt
+        skipped.append(f"{ckpt.name} ({why})")
+    raise CheckpointError(f"{root} holds no checkpoint that verifies: "
+                          f"{'; '.join(skipped) or 'none was written'}")
 
 
 def load_training_state(ckpt: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

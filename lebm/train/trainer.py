@@ -34,9 +34,9 @@ import torch
 from lebm._version import __version__
 from lebm.config import RunConfig
 from lebm.errors import CheckpointError, ConfigError, DivergenceError, LebmError
-from lebm.io import atomic_write_json, atomic_write_text
+from lebm.io import atomic_write_json, atomic_write_text, read_json_config
 from lebm.methods import Batch, Method
-from lebm.models import LatentModel, ModelConfig, read_weights
+from lebm.models import LatentModel, ModelConfig, read_model_meta, read_weights
 from lebm.run import RUN_FORMAT, load_data, load_heldout, read_run_config, resolve_device
 from lebm.train.checkpoint import (
     latest_checkpoint,
@@ -45,27 +45,54 @@ from lebm.train.checkpoint import (
 )
 from lebm.train.distributed import init_distributed
 from lebm.train.learner import Learner
+from lebm.train.lock import RunLock, RunLockedError
 from lebm.viz import plot_curves, read_metrics
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by a signal (SIGINT: Ctrl-C; SIGTERM: schedulers, ``timeout``,
+    container stops) after saving a checkpoint; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @contextlib.contextmanager
-def _deferred_sigint() -> Iterator[Callable[[], bool]]:
-    """Turn the first SIGINT into a flag the loop checks between steps (main thread only)."""
+def _deferred_signals() -> Iterator[Callable[[], int]]:
+    """Turn the first SIGINT or SIGTERM into a flag the loop checks between steps (main
+    thread only); a second one aborts at once."""
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: 0
         return
-    hits = []
+    hits: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
         hits.append(signum)
         if len(hits) > 1:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: bool(hits)
+        yield lambda: hits[0] if hits else 0
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _is_run_folder(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is recognisably a lebm run (so ``--overwrite`` may clear it): its
+    config.json says so, or (a run killed before writing it) checkpoints/ holds only
+    lebm's checkpoint names."""
+    if (run_dir / "config.json").exists():
+        try:
+            read_json_config(run_dir / "config.json", RUN_FORMAT, "run")
+            return True
+        except LebmError:
+            return False
+    root = run_dir / "checkpoints"
+    names = [p.name for p in root.iterdir()] if root.is_dir() else []
+    return all(n == "latest" or n.startswith(("step_", ".tmp_step_")) for n in names)
 
 
 class Trainer:
@@ -81,6 +108,7 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.dist, self.device = init_distributed(resolve_device(t.device))
+        self.lock = RunLock(self.run_dir)
         self.data = load_data(cfg, "train")
         global_batch = t.batch_size * self.dist.world
         if len(self.data) < global_batch:
@@ -91,35 +119,59 @@ class Trainer:
         self.heldout = load_heldout(cfg, t.n_grid)
         cfg.model.data_shape = tuple(self.data.sample_shape)
 
-        if _resume:
-            ckpt = latest_checkpoint(self.run_dir)
-            model_cfg = json.loads((ckpt / "config.json").read_text())["config"]
-            torch.manual_seed(t.seed)
-            self._build(type(cfg.model).from_dict(model_cfg))
-            self._load_state(ckpt)
-            if self.dist.is_main:
-                self._truncate_metrics(self.step)
-        else:
-            torch.manual_seed(t.seed)  # network initialisation
-            self._build(cfg.model)
-            self.dist.broadcast_module(self.model)
-            self._prepare_run_dir(overwrite)  # only once everything above has succeeded
-            self.step = 0
-            self.chain_gen.manual_seed(t.seed + 1 + 1_000_003 * self.dist.rank)
-            self._write_run_config()
-            self._checkpoint()
         self.n_divergences = 0
+        self.scales = {"lr": 1.0, "step": 1.0}  # cumulative divergence factors (checkpointed)
+        self.recon_level: float | None = None  # running mean of recon_error (checkpointed)
+        try:
+            if _resume:
+                self._lock()
+                ckpt = latest_checkpoint(self.run_dir)
+                model_cfg = read_model_meta(ckpt)["config"]
+                torch.manual_seed(t.seed)
+                self._build(type(cfg.model).from_dict(model_cfg))
+                self._load_state(ckpt)
+                if t.max_steps < self.step:
+                    raise LebmError(f"{self.run_dir} is already at step {self.step}, past "
+                                    f"--max-steps {t.max_steps}; nothing was changed")
+                if self.dist.is_main:
+                    self._truncate_metrics(self.step)
+            else:
+                torch.manual_seed(t.seed)  # network initialisation
+                self._build(cfg.model)
+                self.dist.broadcast_module(self.model)
+                self._lock()  # only once everything above has succeeded
+                self._prepare_run_dir(overwrite)
+                self.step = 0
+                self.chain_gen.manual_seed(t.seed + 1 + 1_000_003 * self.dist.rank)
+                self._write_run_config()
+                self._checkpoint()
+        except BaseException:
+            self.lock.release()
+            raise
 
     @classmethod
     def resume(cls, run_dir: str | Path, max_steps: int | None = None) -> Trainer:
-        """Continue the run in ``run_dir`` from its latest complete checkpoint."""
+        """Continue the run in ``run_dir`` from its newest checkpoint that verifies (to
+        ``max_steps`` in all, if given: a number below the run's step changes nothing)."""
         cfg = read_run_config(run_dir)
+        planned = cfg.train.max_steps
         if max_steps is not None:
             cfg.train.max_steps = max_steps
         trainer = cls(cfg, run_dir, _resume=True)
-        if max_steps is not None:
+        if max_steps is not None and max_steps != planned and max_steps != trainer.step:
             trainer._write_run_config()
         return trainer
+
+    def _lock(self) -> None:
+        """Take the run folder's lock on rank 0; every rank fails if it cannot."""
+        error: LebmError | None = None
+        if self.dist.is_main:
+            try:
+                self.lock.acquire()
+            except RunLockedError as exc:
+                error = exc
+        if self.dist.any(error is not None, self.device):
+            raise error or RunLockedError(f"{self.run_dir} is in use by another process")
 
     # ------------------------------------------------------------------ setup
     def _build(self, model_cfg: ModelConfig) -> None:
@@ -145,6 +197,9 @@ class Trainer:
         if exists and not overwrite:  # checked on every rank, so all of them stop
             raise LebmError(f"{rd} already holds a run; continue it with `lebm resume {rd}` "
                             "or start afresh with --overwrite")
+        if exists and not _is_run_folder(rd):
+            raise LebmError(f"{rd} is not a lebm run folder (its config.json or checkpoints/ "
+                            "is not lebm's); refusing to clear it: choose another --run-dir")
         self.dist.barrier()
         if self.dist.is_main:
             self._clear_and_make_run_dir(exists)
@@ -184,6 +239,8 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "chain": self.chain_gen.get_state()},
             "method": self.method.state(),
             "world_size": self.dist.world,
+            "divergence_scales": dict(self.scales),
+            "recon_level": self.recon_level,
         }
         if self.dist.active:  # every rank's chain stream, so that resume is exact
             state["rng"]["chain_ranks"] = torch.stack(
@@ -232,6 +289,9 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         self.method.load_state(state.get("method", {}))
+        self.scales = dict(state.get("divergence_scales", {"lr": 1.0, "step": 1.0}))
+        level = state.get("recon_level")
+        self.recon_level = None if level is None else float(level)
         self.step = int(state["step"])
 
     def _truncate_metrics(self, step: int) -> None:
@@ -269,13 +329,32 @@ class Trainer:
         return self.data.batch(idx).to(self.device), targets[idx].to(self.device)
 
     def _guard(self, scalars: dict[str, float]) -> str | None:
-        """The reconstruction-error guard of REFERENCE §1.2 (after ``guard_after_epochs``)."""
+        """Finite divergence: the absolute reconstruction-error guard of REFERENCE §1.2
+        (after ``guard_after_epochs``), the error against its running level, and the
+        energy's magnitude at posterior and prior samples."""
         t = self.cfg.train
         epoch = self.step // self.steps_per_epoch
-        if (t.recon_guard and epoch > t.guard_after_epochs
-                and scalars.get("recon_error", 0.0) > t.recon_guard):
-            return f"recon_error={scalars['recon_error']:.1f} > {t.recon_guard}"
+        recon = scalars.get("recon_error")
+        if recon is not None and t.recon_guard and epoch > t.guard_after_epochs \
+                and recon > t.recon_guard:
+            return f"recon_error={recon:.1f} > {t.recon_guard}"
+        if (recon is not None and t.recon_guard_factor and self.recon_level is not None
+                and self.step >= t.guard_warmup_steps
+                and recon > t.recon_guard_factor * self.recon_level):
+            return (f"recon_error={recon:.4g} > {t.recon_guard_factor} × its running mean "
+                    f"{self.recon_level:.4g}")
+        if t.energy_guard:
+            for key in ("f_pos", "f_neg"):
+                if key in scalars and abs(scalars[key]) > t.energy_guard:
+                    return f"{key}={scalars[key]:.4g}, |{key}| > {t.energy_guard:g}"
         return None
+
+    def _track(self, scalars: dict[str, float]) -> None:
+        """Update the running mean of recon_error (an exponential average) after a step."""
+        recon = scalars.get("recon_error")
+        if recon is not None:
+            level = self.recon_level
+            self.recon_level = recon if level is None else 0.95 * level + 0.05 * recon
 
     def _one_step(self, diagnostics: bool) -> tuple[dict[str, float], str | None]:
         """Compute losses; if all finite, update. Returns (scalars, name of a bad quantity)."""
@@ -291,14 +370,20 @@ class Trainer:
                 f"step {bad_step}: non-finite or guarded quantity {what}; gave up after "
                 f"{t.max_divergences} recoveries (raise train.max_divergences, or lower "
                 "the learning rates / chain step sizes)")
+        # the factors compound over recoveries (and survive resume): the checkpoint we roll
+        # back to holds its own cumulative factors, so apply the ratio to them
+        want = {"lr": self.scales["lr"] * t.divergence_lr_factor,
+                "step": self.scales["step"] * t.divergence_step_factor}
         ckpt = latest_checkpoint(self.run_dir)
         self._load_state(ckpt)
-        self.learner.scale_learning_rates(t.divergence_lr_factor)
-        self.method.on_divergence(t.divergence_step_factor)
+        self.learner.scale_learning_rates(want["lr"] / self.scales["lr"])
+        self.method.on_divergence(want["step"] / self.scales["step"])
+        self.scales = want
         if not self.dist.is_main:
             return
+        self._truncate_metrics(self.step)  # the rolled-back steps' rows go: monotone log
         msg = (f"step {bad_step}: {what}; rolled back to {ckpt.name}, learning rates "
-               f"×{t.divergence_lr_factor}, method step sizes ×{t.divergence_step_factor} "
+               f"×{want['lr']:.4g}, chain step sizes ×{want['step']:.4g} in all "
                f"(recovery {self.n_divergences}/{t.max_divergences})")
         self._log_event({"step": self.step, "event": "divergence", "bad_step": bad_step,
                          "quantity": what, "message": msg})
@@ -316,13 +401,18 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train up to ``train.max_steps``; returns the last logged scalars.
 
-        Ctrl-C stops after the current step with a checkpoint (a second Ctrl-C aborts at
-        once, keeping the previous checkpoint); either way ``KeyboardInterrupt`` is raised.
+        Ctrl-C or SIGTERM stops after the current step with a checkpoint (a second signal
+        aborts at once, keeping the previous checkpoint); either way ``Interrupted`` (a
+        ``KeyboardInterrupt``) is raised. The run folder's lock is held until it returns.
         """
-        with _deferred_sigint() as interrupted:
-            return self._loop(interrupted)
+        self._lock()
+        try:
+            with _deferred_signals() as interrupted:
+                return self._loop(interrupted)
+        finally:
+            self.lock.release()
 
-    def _loop(self, interrupted: Callable[[], bool]) -> dict[str, Any]:
+    def _loop(self, interrupted: Callable[[], int]) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         t = self.cfg.train
@@ -334,12 +424,14 @@ class Trainer:
         steps_since = 0
         try:
             while self.step < t.max_steps:
-                if self.dist.any(interrupted(), self.device):
+                signum = interrupted()
+                if self.dist.any(bool(signum), self.device):
                     self._checkpoint()
+                    name = signal.Signals(signum).name if signum else "a signal on another rank"
                     if main:
-                        self._print(f"interrupted at step {self.step}; checkpoint saved. "
-                                    f"Continue with `lebm resume {self.run_dir}`")
-                    raise KeyboardInterrupt
+                        self._print(f"interrupted ({name}) at step {self.step}; checkpoint "
+                                    f"saved. Continue with `lebm resume {self.run_dir}`")
+                    raise Interrupted(signum or signal.SIGINT)
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 scalars, bad = self._one_step(diagnostics=log_now)
                 if bad is not None:
@@ -347,6 +439,7 @@ class Trainer:
                     bar.n = self.step
                     bar.refresh()
                     continue
+                self._track(scalars)
                 self.step += 1
                 steps_since += 1
                 if self.step % self.steps_per_epoch == 0:

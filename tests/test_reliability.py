@@ -1,0 +1,195 @@
+"""Run folders that cannot be corrupted: the lock, --overwrite, SIGTERM, resume past the
+end, finite divergence, compounding recoveries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lebm
+from lebm.config import build_config
+from lebm.errors import DivergenceError, LebmError
+from lebm.train import Trainer, latest_checkpoint, load_training_state
+from lebm.train.lock import RunLock, RunLockedError
+
+
+def _args(tiny: list[str], *extra: str) -> list[str]:
+    return [a for o in [*tiny, *extra] for a in ("--set", o)]
+
+
+def _spawn(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lebm", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not (path.exists() and path.stat().st_size > 0):
+        if proc.poll() is not None or time.time() > deadline:
+            pytest.fail(f"the training process never wrote {path}: {proc.communicate()}")
+        time.sleep(0.05)
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
+
+
+def test_a_second_process_cannot_train_in_a_locked_run_folder(tmp_path, tiny_overrides):
+    run = tmp_path / "r"
+    first = _spawn(["train", "digits", "--run-dir", str(run), "--max-steps", "100000",
+                    *_args(tiny_overrides, "train.checkpoint_every=1000")])
+    try:
+        _wait_for(run / "metrics.jsonl", first)
+        for args in (["resume", str(run)], ["train", "digits", "--run-dir", str(run),
+                                            "--overwrite"]):
+            second = subprocess.run([sys.executable, "-m", "lebm", *args], capture_output=True,
+                                    text=True, timeout=120)
+            assert second.returncode == 2, second.stderr
+            assert f"in use by another lebm process (pid {first.pid}" in second.stderr
+            assert "Traceback" not in second.stderr
+        # readers still work while it trains
+        assert lebm.load(run).sample(2).shape == (2, 1, 8, 8)
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    assert first.returncode == 130
+    # the lock went with the process: the folder can be resumed now
+    trainer = Trainer.resume(run)
+    trainer.lock.release()
+
+
+def test_the_lock_is_released_when_its_holder_dies(tmp_path):
+    code = ("import sys, time; from lebm.train.lock import RunLock; "
+            f"lock = RunLock({str(tmp_path)!r}); lock.acquire(); print('held', flush=True); "
+            "time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+        RunLock(tmp_path).acquire()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    lock = RunLock(tmp_path)
+    lock.acquire()  # no stale lock after a kill -9
+    lock.release()
+
+
+def test_overwrite_clears_only_a_lebm_run_folder(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 2})
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"name": "my web app"}')
+    (foreign / "plots").mkdir()
+    (foreign / "plots" / "keep.png").write_bytes(b"mine")
+    with pytest.raises(LebmError, match="not a lebm run folder.*refusing to clear it"):
+        Trainer(cfg, foreign, overwrite=True)
+    assert (foreign / "plots" / "keep.png").read_bytes() == b"mine"
+    assert json.loads((foreign / "config.json").read_text()) == {"name": "my web app"}
+    # a real run is cleared and retrained
+    Trainer(cfg, tmp_path / "run").fit()
+    Trainer(cfg, tmp_path / "run", overwrite=True).fit()
+    assert latest_checkpoint(tmp_path / "run").name == "step_00000002"
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path, tiny_overrides):
+    run = tmp_path / "r"
+    proc = _spawn(["train", "digits", "--run-dir", str(run), "--max-steps", "100000",
+                   *_args(tiny_overrides, "train.checkpoint_every=100000",
+                          "train.sample_every=100000")])
+    _wait_for(run / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted (SIGTERM)" in err and "checkpoint saved" in err
+    assert "Traceback" not in err
+    assert load_training_state(latest_checkpoint(run))["step"] >= 2
+
+
+def test_resume_to_fewer_steps_than_done_changes_nothing(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 6})
+    Trainer(cfg, tmp_path / "r").fit()
+    before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    with pytest.raises(LebmError, match="already at step 6, past --max-steps 4; nothing"):
+        Trainer.resume(tmp_path / "r", max_steps=4)
+    trainer = Trainer.resume(tmp_path / "r", max_steps=6)  # already there: nothing to do
+    trainer.fit()
+    after = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()
+             and p.name != ".lock"}
+    assert {p: b for p, b in before.items() if p.name != ".lock"} == after
+
+
+def test_finite_divergence_is_caught_and_reported(tmp_path, tiny_overrides):
+    """A huge EBM learning rate sends |f| to ~1e28 with every loss finite: the energy guard
+    catches it, recovery is tried, and the run ends with a clear error, not exit 0."""
+    cfg = build_config("digits", tiny_overrides + ["method.lr_e=1000", "train.max_divergences=2",
+                                                   "train.checkpoint_every=2"],
+                       **{"train.max_steps": 40})
+    trainer = Trainer(cfg, tmp_path / "r")
+    with pytest.raises(DivergenceError, match=r"\|f_(pos|neg)\| > 10000"):
+        trainer.fit()
+    events = [r for r in _rows(tmp_path / "r") if r.get("event") == "divergence"]
+    assert len(events) == 2
+
+
+def test_the_recon_guard_follows_its_running_level(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides + ["train.guard_warmup_steps=2",
+                                                   "train.recon_guard_factor=3"],
+                       **{"train.max_steps": 8})
+    trainer = Trainer(cfg, tmp_path / "r")
+    real_step = trainer.method.step
+    calls = {"n": 0}
+
+    def spike(batch, gen, diagnostics=False):
+        out = real_step(batch, gen, diagnostics)
+        calls["n"] += 1
+        if calls["n"] == 6:  # a finite blow-up of the reconstruction error at step 5
+            out.metrics["recon_error"] = out.metrics["recon_error"] * 100
+        return out
+
+    trainer.method.step = spike
+    trainer.fit()
+    events = [r for r in _rows(tmp_path / "r") if r.get("event") == "divergence"]
+    assert len(events) == 1 and "running mean" in events[0]["quantity"]
+    assert trainer.recon_level is not None
+    state = load_training_state(latest_checkpoint(tmp_path / "r"))
+    assert state["recon_level"] == pytest.approx(trainer.recon_level)
+
+
+def test_repeated_recoveries_compound_and_survive_resume(tmp_path, tiny_overrides):
+    """Three NaNs after the same checkpoint: the learning rates end at ×0.5³ and the chain
+    step sizes at ×0.8³, the log stays monotone, and a resume keeps the factors."""
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 10})
+    trainer = Trainer(cfg, tmp_path / "r")
+    lr0 = {k: o.param_groups[0]["lr"] for k, o in trainer.optimizers.items()}
+    real_step = trainer.method.step
+    calls = {"n": 0}
+
+    def flaky(batch, gen, diagnostics=False):
+        out = real_step(batch, gen, diagnostics)
+        calls["n"] += 1
+        if calls["n"] in (6, 8, 10):  # step 5 fails three times in a row (last ckpt: 4)
+            out.losses["generator"] = out.losses["generator"] * float("nan")
+        return out
+
+    trainer.method.step = flaky
+    trainer.fit()
+    assert trainer.n_divergences == 3
+    assert trainer.scales == pytest.approx({"lr": 0.125, "step": 0.512})
+    assert trainer.method.step_scale == pytest.approx(0.512)
+    for k, opt in trainer.optimizers.items():  # 4 steps an epoch: decayed at steps 4 and 8
+        decay = trainer.learner.specs[k].lr_decay ** 2
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr0[k] * 0.125 * decay)
+    steps = [r["step"] for r in _rows(tmp_path / "r")]
+    assert steps == sorted(steps)
+    resumed = Trainer.resume(tmp_path / "r", max_steps=12)
+    assert resumed.scales == pytest.approx({"lr": 0.125, "step": 0.512})
+    assert resumed.method.step_scale == pytest.approx(0.512)
+    resumed.lock.release()
+    assert torch.isfinite(torch.cat([p.flatten() for p in resumed.model.parameters()])).all()
