@@ -218,12 +218,12 @@ def _cmd_score(a: argparse.Namespace) -> int:
     from lebm.io import atomic_write_text
     from lebm.metrics.scores import auprc, auroc
 
+    anomalies = _anomaly_classes(a)  # bad arguments fail before any work or output
     ds, scores, labels = _apply_to_data(a, "anomaly_score")
     lines = ["index,label,score"] + [f"{i},{y},{s:.6g}"
                                      for i, (y, s) in enumerate(zip(labels, scores.tolist()))]
     atomic_write_text(a.out, "\n".join(lines) + "\n")
     print(f"wrote {len(ds)} anomaly scores (higher = more anomalous) to {a.out}")
-    anomalies = _anomaly_classes(a)
     if anomalies and ds.targets is not None:
         positive = torch.isin(ds.targets, torch.tensor(anomalies))
         if 0 < int(positive.sum()) < len(ds):
@@ -283,7 +283,11 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     print(f"wrote {len(ds)} predictions to {a.out}")
     if ds.targets is not None:
         known = ds.targets >= 0
-        if known.any():
+        if bool((ds.targets[known] >= k).any()):
+            print(f"lebm: warning: the data have labels up to {int(ds.targets.max())} but the "
+                  f"model has {k} symbols (0..{k - 1}): no accuracy reported, these are not "
+                  "the classes it was trained on", file=sys.stderr)
+        elif known.any():
             acc = accuracy(pred[known], ds.targets[known])
             print(f"accuracy {acc:.4f} on {int(known.sum())} labelled examples")
     return 0
@@ -333,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt as exc:  # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
         code = 128 + int(getattr(exc, "signum", 2))
+        return code
+    except OSError as exc:  # an output or folder that cannot be written, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"lebm: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        code = 2
         return code
     finally:
         from lebm.train.distributed import shutdown_distributed

@@ -203,11 +203,15 @@ def validate(cfg: RunConfig) -> None:
     """Check every field's constraints and the cross-field rules; raise ``ConfigError``."""
     for section in SECTIONS:
         settings.check(getattr(cfg, section), f"{section}.")
-    from lebm.data import DATASETS
+    from lebm.data import DATASETS, splits
 
     if cfg.data.name not in DATASETS:
         raise ConfigError(f"data.name: unknown data set {cfg.data.name!r}; "
                           f"choose one of {', '.join(DATASETS)}")
+    have = splits(cfg.data.name)
+    if cfg.data.test_split is not None and cfg.data.test_split not in have:
+        raise ConfigError(f"data.test_split: {cfg.data.name} has no split "
+                          f"{cfg.data.test_split!r}; choose one of {', '.join(have)} or none")
     if cfg.model.generator == "mlp" and cfg.model.gen_output == "tanh" and cfg.data.name in (
             "8gaussians", "pinwheel", "rings"):
         raise ConfigError("model.gen_output: toy 2-D data is not in [-1, 1]; use identity")

@@ -27,9 +27,13 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; a CUDA device without CUDA is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available; use cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} but CUDA is not available; use cpu or auto")
+    return device
 
 
 def load_data(cfg: RunConfig, split: str = "train", limit: int | None = None, *,

@@ -193,3 +193,66 @@ def test_repeated_recoveries_compound_and_survive_resume(tmp_path, tiny_override
     assert resumed.method.step_scale == pytest.approx(0.512)
     resumed.lock.release()
     assert torch.isfinite(torch.cat([p.flatten() for p in resumed.model.parameters()])).all()
+
+
+def test_bad_input_is_a_one_line_error_and_leaves_nothing_behind(tmp_path, tiny_overrides,
+                                                                 capsys):
+    from lebm.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "digits", "--run-dir", str(run), "--max-steps", "2",
+                 *_args(tiny_overrides)]) == 0
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 3}\n" for i in range(60)))
+    cases = [
+        (["train", "digits", "--run-dir", str(tmp_path / "x"), "--seed", "9" * 20],
+         "train.seed: must be <= 4294967295"),
+        (["train", "digits", "--run-dir", str(a_file)], "is a file, not a folder"),
+        (["train", "digits", "--run-dir", str(tmp_path / "x"), "--set", "data.test_split=bogus"],
+         "data.test_split: digits has no split 'bogus'"),
+        (["train", "svebm-csv", "--run-dir", str(tmp_path / "x"), "--set", f"data.root={csv}",
+          "--set", "data.n_labels=6", "--set", "train.batch_size=10"],
+         "the data have 3 classes (labels 0..2) but the model has 2 symbols: set "
+         "model.n_classes=3"),
+        (["eval", str(run), "--metrics", "fd_mnist"], "fd_mnist needs 28×28 grey images"),
+        (["eval", str(run), "--metrics", "mse", "--device", "bogus"], "unknown device 'bogus'"),
+        (["sample", str(run), "--out", str(a_file / "x.png")], str(a_file)),
+        (["score", str(run), "--data", "digits", "--anomalies", "a,b", "--out",
+          str(tmp_path / "s.csv")], "--anomalies expects integers"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("lebm: error:") and message in err[0], err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "s.csv").exists()
+
+
+def test_classify_says_when_the_labels_are_not_the_models_classes(tmp_path, tiny_overrides,
+                                                                  capsys):
+    from lebm.cli import main
+
+    train_csv, other = tmp_path / "t.csv", tmp_path / "o.csv"
+    train_csv.write_text("a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(60)))
+    other.write_text("a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 4}\n" for i in range(40)))
+    run = tmp_path / "r"
+    assert main(["train", "svebm-csv", "--run-dir", str(run), "--max-steps", "2", "--set",
+                 f"data.root={train_csv}", "--set", "data.n_labels=4", "--set",
+                 "train.batch_size=10", "--set", "train.progress=false"]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(run), "--data", "csv", "--root", str(other), "--split", "all",
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr()
+    assert "accuracy" not in out.out and "model has 2 symbols" in out.err
+
+
+def test_files_respect_the_umask(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the result gets the usual mode."""
+    from lebm.io import atomic_write_text
+
+    mask = os.umask(0)
+    os.umask(mask)
+    atomic_write_text(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~mask != 0o600

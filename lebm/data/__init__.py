@@ -12,7 +12,7 @@ Stands alone: imports nothing from the rest of ``lebm``.
 from .dataset import ArrayDataset, DatasetNotFoundError
 from .download import RESOURCES, DownloadError, Resource, cache_dir, download
 from .formats import CorruptFileError
-from .load import DATASETS, load_dataset
+from .load import DATASETS, load_dataset, splits
 
 __all__ = [
     "DATASETS",
@@ -25,4 +25,5 @@ __all__ = [
     "cache_dir",
     "download",
     "load_dataset",
+    "splits",
 ]

@@ -58,6 +58,11 @@ Arrays = tuple[np.ndarray, np.ndarray | None]
 Root = str | os.PathLike[str] | None
 
 
+def splits(name: str) -> tuple[str, ...]:
+    """The split names of data set ``name`` (``ValueError`` for an unknown data set)."""
+    return SPLITS[_canonical(name)]
+
+
 def _canonical(name: str) -> str:
     """Resolve aliases; unknown names raise ValueError listing the valid ones."""
     key = ALIASES.get(name, name)

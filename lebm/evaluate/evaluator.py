@@ -199,6 +199,9 @@ class Evaluator:
         from lebm.metrics.fid import FIDRecipe, fid, stats_for
         from lebm.metrics.inception import InceptionFeatures
 
+        if len(self.model.data_shape) != 3:
+            raise LebmError(f"fid needs image data (C, H, W); this run's examples are "
+                            f"{self.model.data_shape}")
         feats = InceptionFeatures().to(self.device)
         d = self.cfg.data
         ref_x = self.examples(self.data("train", self.s.n_ref))
@@ -222,6 +225,9 @@ class Evaluator:
     def eval_fd_mnist(self) -> dict[str, Any]:
         from lebm.metrics import FeatureStats, MNISTFeatures, frechet_distance
 
+        if self.model.data_shape != (1, 28, 28):
+            raise LebmError(f"fd_mnist needs 28×28 grey images (MNIST-shaped data); this run's "
+                            f"examples are {self.model.data_shape}: use fid for other images")
         feats = MNISTFeatures().to(self.device)
         test = self.examples(self.data(self.test_split))  # the run's classes: what it learned
         samples = self._samples(self.s.n_samples)

@@ -91,6 +91,10 @@ class Method:
         """Named presets of this method (``config.PRESETS`` collects every method's)."""
         return {}
 
+    def check_data(self, targets: torch.Tensor | None) -> None:
+        """Refuse training labels this method and model cannot use (``ConfigError``, raised
+        before the run folder is touched). Labels of -1 mark unlabelled examples."""
+
     @property
     def labelled_batch_size(self) -> int:
         """Labelled examples the Trainer adds to each ``Batch`` (0: none asked for)."""

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from lebm.errors import ConfigError
 from lebm.methods.base import Batch, Method, OptimizerSpec, Preset, StepOutput, chain_metrics
 from lebm.methods.lebm import MNIST_MODEL
 from lebm.models import LatentModel
@@ -132,6 +133,13 @@ class SVEBM(Method):
     @property
     def labelled_batch_size(self) -> int:
         return int(self.config.labelled_batch_size)
+
+    def check_data(self, targets: torch.Tensor | None) -> None:
+        k = self.prior.n_classes
+        if targets is not None and bool((targets >= k).any()):
+            n = int(targets.max()) + 1
+            raise ConfigError(f"the data have {n} classes (labels 0..{n - 1}) but the model has "
+                              f"{k} symbols: set model.n_classes={n}")
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         c = self.config

@@ -42,8 +42,15 @@ class RunLock:
         """Take the lock or raise ``RunLockedError`` naming the holder at once."""
         if self._fd is not None or fcntl is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise LebmError(f"{folder} is a file, not a folder: choose another --run-dir")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a file in the way, no permission, a read-only disk
+            raise LebmError(f"cannot use {self.path.parent} as a run folder: "
+                            f"{exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -176,6 +176,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _build(self, model_cfg: ModelConfig) -> None:
         self.learner = Learner(self.cfg, self.device, model_config=model_cfg, dist=self.dist)
+        self.learner.method.check_data(self.data.targets)  # before the folder is touched
         self.cfg.model = model_cfg
         self.chain_gen = torch.Generator(device=self.device)
 
