@@ -59,7 +59,9 @@ class TrainConfig:
     batch_size: int = field(default=100, metadata={"min": 1})
     seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
-    threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads; 0 = default"})
+    threads: int = field(default=0, metadata={
+        "min": 0, "help": "torch CPU threads; 0 = auto: 1 for small models (they gain nothing "
+                          "from more and lose most under contention), else torch's default"})
     log_every: int = field(default=10, metadata={"min": 1})
     sample_every: int = field(default=500, metadata={"min": 1})
     checkpoint_every: int = field(default=500, metadata={"min": 1})

@@ -256,3 +256,22 @@ def test_files_respect_the_umask(tmp_path):
     os.umask(mask)
     atomic_write_text(tmp_path / "f.txt", "x")
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~mask != 0o600
+
+
+def test_small_models_train_on_one_thread_and_the_count_is_restored(tmp_path, tiny_overrides):
+    from lebm.models import LatentEBM
+    from lebm.train.threads import SMALL_STEP_FLOPS, choose_threads, generator_flops
+
+    small, conv = build_config("digits"), build_config("mnist")
+    small.model.data_shape, conv.model.data_shape = (1, 8, 8), (1, 28, 28)
+    digits, mnist = LatentEBM(small.model), LatentEBM(conv.model)
+    assert generator_flops(digits, 100) < SMALL_STEP_FLOPS < generator_flops(mnist, 100)
+    before = torch.get_num_threads()
+    assert choose_threads(0, digits, 100) == 1
+    assert choose_threads(0, mnist, 100) == before  # torch's default
+    assert choose_threads(3, digits, 100) == 3  # train.threads overrides
+    cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 2})
+    trainer = Trainer(cfg, tmp_path / "r")
+    trainer.fit()
+    assert trainer.threads == 1 and torch.get_num_threads() == before
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["threads"] == 1

@@ -46,6 +46,7 @@ from lebm.train.checkpoint import (
 from lebm.train.distributed import init_distributed
 from lebm.train.learner import Learner
 from lebm.train.lock import RunLock, RunLockedError
+from lebm.train.threads import choose_threads, using_threads
 from lebm.viz import plot_curves, read_metrics
 
 
@@ -105,8 +106,6 @@ class Trainer:
                  _resume: bool = False) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
         self.dist, self.device = init_distributed(resolve_device(t.device))
         self.lock = RunLock(self.run_dir)
         self.data = load_data(cfg, "train")
@@ -178,6 +177,8 @@ class Trainer:
         self.learner = Learner(self.cfg, self.device, model_config=model_cfg, dist=self.dist)
         self.learner.method.check_data(self.data.targets)  # before the folder is touched
         self.cfg.model = model_cfg
+        self.threads = choose_threads(self.cfg.train.threads, self.model,
+                                      self.cfg.train.batch_size)
         self.chain_gen = torch.Generator(device=self.device)
 
     @property
@@ -226,6 +227,7 @@ class Trainer:
             "python": platform.python_version(),
             "device": str(self.device),
             "world_size": self.dist.world,
+            "threads": self.threads,
             "steps_per_epoch": self.steps_per_epoch,
             "n_train": len(self.data),
             "config": self.cfg.to_dict(),
@@ -408,7 +410,7 @@ class Trainer:
         """
         self._lock()
         try:
-            with _deferred_signals() as interrupted:
+            with _deferred_signals() as interrupted, using_threads(self.threads):
                 return self._loop(interrupted)
         finally:
             self.lock.release()
