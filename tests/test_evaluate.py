@@ -29,7 +29,9 @@ def test_eval_writes_values_with_recipes(run_with_anomaly, capsys):
                  "--n-ll", "4", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "test MSE / pixel [-1, 1]" in out and "AUPRC" in out and "eval.json" in out
-    record = json.loads((run / "eval.json").read_text())
+    saved = json.loads((run / "eval.json").read_text())
+    record = saved["checkpoints"]["step_00000008"]
+    assert saved["run"] == str(run) and list(saved["checkpoints"]) == ["step_00000008"]
     assert record["method"] == "lebm" and record["checkpoint"] == "step_00000008"
     m = record["metrics"]
     assert set(m) == {"mse", "ll", "auprc", "chains"}
@@ -45,7 +47,7 @@ def test_eval_writes_values_with_recipes(run_with_anomaly, capsys):
     assert (run / "plots" / "chain_diagnostics.png").stat().st_size > 1000
     # a second eval of one metric keeps the others
     assert main(["eval", str(run), "--metrics", "mse", "--n-test", "50", "--no-progress"]) == 0
-    m2 = json.loads((run / "eval.json").read_text())["metrics"]
+    m2 = json.loads((run / "eval.json").read_text())["checkpoints"]["step_00000008"]["metrics"]
     assert set(m2) == set(m) and m2["mse"]["recipe"]["n"] == 50
 
 
@@ -102,12 +104,25 @@ def test_eval_of_an_earlier_checkpoint(run_with_anomaly, capsys):
     assert main(args) == 0
     latest = json.loads((run / "eval.json").read_text())
     assert main([*args, "--checkpoint", steps[0]]) == 0
-    early = json.loads((run / "eval.json").read_text())
+    both = json.loads((run / "eval.json").read_text())["checkpoints"]
+    early = both[steps[0]]
     assert early["checkpoint"] == steps[0] and early["trained_steps"] == int(steps[0][5:])
-    # another checkpoint's numbers are replaced, not merged
+    # each checkpoint keeps its own numbers: nothing is overwritten
     assert set(early["metrics"]) == {"mse"}
-    assert early["metrics"]["mse"]["mse"] != latest["metrics"]["mse"]["mse"]
+    assert both[steps[-1]] == latest["checkpoints"][steps[-1]]
+    assert early["metrics"]["mse"]["mse"] != both[steps[-1]]["metrics"]["mse"]["mse"]
     capsys.readouterr()
     assert main([*args, "--checkpoint", "step_99999999"]) != 0
     err = capsys.readouterr().err
     assert "no checkpoint 'step_99999999'" in err and steps[0] in err
+
+
+def test_an_eval_file_of_lebm_0_1_is_read_as_one_checkpoints_entry(tmp_path):
+    from lebm.evaluate.evaluator import read_eval_file
+
+    old = {"run": "r", "checkpoint": "step_00000500", "metrics": {"mse": {"mse": 0.1}}}
+    (tmp_path / "eval.json").write_text(json.dumps(old))
+    assert read_eval_file(tmp_path / "eval.json") == {"step_00000500": old}
+    (tmp_path / "eval.json").write_text("{torn")
+    assert read_eval_file(tmp_path / "eval.json") == {}
+    assert read_eval_file(tmp_path / "missing.json") == {}

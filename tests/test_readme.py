@@ -28,7 +28,7 @@ def test_readme_python_examples_run(tmp_path, tiny_overrides, monkeypatch):
     assert len(blocks) >= 2
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
-    assert Path("my-model/model.safetensors").is_file()
+    assert Path("runs/my-model/model.safetensors").is_file()
 
 
 def test_readme_states_the_two_commands_first():

@@ -75,7 +75,6 @@ class Evaluator:
         self.cfg = read_run_config(self.run_dir)
         self.s = settings or EvalSettings()
         self.device = resolve_device(device)
-        self.checkpoint = checkpoint or _checkpoint_name(self.run_dir)
         if checkpoint is not None:  # a step folder under checkpoints/, e.g. "step_00002000"
             source = checkpoint_root(self.run_dir) / checkpoint
             if not is_complete(source):
@@ -84,6 +83,7 @@ class Evaluator:
                                 f"it has {', '.join(have) or 'none'}")
         else:
             source = latest_checkpoint(self.run_dir)
+        self.checkpoint = source.name  # the one actually read (latest may have fallen back)
         self.model: LatentModel = load_model(source, self.device).eval()
         self._cache: dict[tuple[str, int | None, bool], Any] = {}
         self._sample_cache: dict[int, torch.Tensor] = {}
@@ -357,36 +357,45 @@ class Evaluator:
 def evaluate(run_dir: str | Path, metrics: list[str] | None = None,
              settings: EvalSettings | None = None, device: str = "auto",
              checkpoint: str | None = None) -> dict[str, Any]:
-    """Evaluate ``run_dir`` (its latest checkpoint, or the named ``checkpoint`` folder) and
-    merge the results into ``run_dir/eval.json``; return them. Results of an earlier
-    checkpoint replace those of another checkpoint rather than merging with them."""
-    import json
-
+    """Evaluate ``run_dir`` (its latest checkpoint, or the named ``checkpoint`` folder),
+    merge the results into that checkpoint's entry of ``run_dir/eval.json`` and return the
+    entry. ``eval.json`` is ``{"run": ..., "checkpoints": {name: entry}}``: evaluating one
+    checkpoint never replaces another's numbers."""
     ev = Evaluator(run_dir, settings, device, checkpoint)
     names = ev.applicable() if not metrics else metrics
     results = ev.run(names)
     path = Path(run_dir) / "eval.json"
-    previous: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-            previous = old.get("metrics", {}) if old.get("checkpoint") == ev.checkpoint else {}
-        except json.JSONDecodeError:
-            previous = {}
-    meta = json.loads((Path(run_dir) / "config.json").read_text())
-    step = step_of(ev.checkpoint)
-    record = {"run": str(run_dir), "lebm_version": __version__, "torch": torch.__version__,
+    by_checkpoint = read_eval_file(path)
+    name = str(ev.checkpoint)
+    step = step_of(name)
+    record = {"lebm_version": __version__, "torch": torch.__version__,
               "device": str(ev.device), "preset": ev.cfg.preset, "method": ev.cfg.method_name,
-              "checkpoint": ev.checkpoint,
-              "trained_steps": meta["config"]["train"]["max_steps"] if step is None else step,
-              "metrics": {**previous, **results}}
-    atomic_write_json(path, record)
+              "checkpoint": name,
+              "trained_steps": ev.cfg.train.max_steps if step is None else step,
+              "metrics": {**by_checkpoint.get(name, {}).get("metrics", {}), **results}}
+    by_checkpoint[name] = record
+    atomic_write_json(path, {"run": str(run_dir), "checkpoints": dict(sorted(
+        by_checkpoint.items()))})
     return record
 
 
-def _checkpoint_name(run_dir: Path) -> str | None:
-    latest = run_dir / "checkpoints" / "latest"
-    return latest.read_text().strip() if latest.is_file() else None
+def read_eval_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The entries of an ``eval.json`` by checkpoint name (``{}`` if there is none; a file
+    of lebm 0.1, one checkpoint's record, becomes that checkpoint's entry)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+    if isinstance(data.get("checkpoints"), dict):
+        return dict(data["checkpoints"])
+    if "metrics" in data and "checkpoint" in data:  # the 0.1 layout
+        return {str(data["checkpoint"]): data}
+    return {}
 
 
 def format_table(results: dict[str, Any]) -> str:
