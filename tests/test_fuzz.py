@@ -164,9 +164,9 @@ def test_damaged_data_files_give_a_data_error(tmp_path_factory, kind, data):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from .conftest import TINY
-
     from lebm.train import Trainer
+
+    from .conftest import TINY
 
     run = tmp_path_factory.mktemp("fuzz") / "run"
     Trainer(build_config("digits", TINY, **{"train.max_steps": 8,
