@@ -21,6 +21,15 @@ Rows, per task and label draw (a draw = the seed of the class-balanced labelled 
 Test accuracy on the task's test split (MNIST: the 10,000 test digits; tables: the fixed
 30 % stratified split). Writes ``OUT/NAME.json`` and ``.md`` (``--name``, default
 ``ssl_table``); finished runs are reused.
+
+``--validation`` is for choosing knobs without the test split: every run trains on MNIST's
+first 50,000 training images (``data.train_split=train50k``, the labelled draw taken from
+them) and is scored on the other 10,000 (``valid``); runs go to ``OUT/runs-valid``.
+``--rows svebm`` trains and scores the SV-EBM row alone; ``--tag`` names a variant's runs
+(``svebm-mnist-100-d0-TAG``) so that variants of one task and draw do not collide.
+
+    python benchmarks/ssl_table.py --tasks mnist-100 --draws 0 1 --steps 12000 --validation \
+        --rows svebm --svebm-set method.mi_weight=10 --tag mi10 --name valid_mi10
 """
 
 from __future__ import annotations
@@ -138,28 +147,55 @@ def svebm_accuracy(run: Path) -> float:
     return float((logits.argmax(1) == test.targets).float().mean())
 
 
+VALIDATION = ["data.train_split=train50k", "data.test_split=valid"]
+
+
+def run_folder(out: Path, kind: str, task: str, draw: int, validation: bool = False,
+               tag: str = "") -> Path:
+    """Where the ``kind`` (svebm / vae) run of a task and draw lives."""
+    name = f"{kind}-{task}-d{draw}" + (f"-{tag}" if tag else "")
+    return out / ("runs-valid" if validation else "runs") / name
+
+
 def training_jobs(out: Path, tasks: list[str], draws: list[int], steps: int | None,
-                  threads: int, overrides: list[str],
-                  svebm_overrides: list[str]) -> list[tuple[Path, list[str], int]]:
+                  threads: int, overrides: list[str], svebm_overrides: list[str],
+                  kinds: tuple[str, ...] = ("svebm", "vae"), validation: bool = False,
+                  tag: str = "") -> list[tuple[Path, list[str], int]]:
     """``(run folder, lebm train command, steps)`` of the SV-EBM and VAE run of every task
-    and draw; ``svebm_overrides`` go to the SV-EBM runs only."""
+    and draw; ``svebm_overrides`` go to the SV-EBM runs only; ``validation`` trains on
+    train50k and scores on valid (MNIST tasks)."""
     from lebm.config import preset_config
 
     jobs = []
     for task in tasks:
+        if validation and not task.startswith("mnist"):
+            raise SystemExit(f"--validation: only the MNIST tasks have a validation split, "
+                             f"not {task}")
         for draw in draws:
-            for kind in ("svebm", "vae"):
+            for kind in kinds:
                 preset = f"svebm-{task}" if kind == "svebm" else f"vae-svebm-{task}"
-                run = out / "runs" / f"{kind}-{task}-d{draw}"
+                run = run_folder(out, kind, task, draw, validation, tag)
                 cmd = [sys.executable, "-m", "lebm.cli", "train", preset, "--run-dir", str(run),
                        "--seed", str(draw), "--overwrite", "--no-progress",
                        "--set", f"train.threads={threads}"]
                 if steps:
                     cmd += ["--max-steps", str(steps)]
-                for o in overrides + (svebm_overrides if kind == "svebm" else []):
+                for o in (overrides + (svebm_overrides if kind == "svebm" else [])
+                          + (VALIDATION if validation else [])):
                     cmd += ["--set", o]
                 jobs.append((run, cmd, steps or preset_config(preset).train.max_steps))
     return jobs
+
+
+def score(row: str, sv: Path, vae: Path, draw: int, args: argparse.Namespace) -> float:
+    """The accuracy of one row for one draw (``sv``, ``vae``: that draw's runs)."""
+    if row == "svebm":
+        return svebm_accuracy(sv)
+    if row == "supervised":
+        return supervised_only(sv, args.sup_steps, draw)
+    if row == "label_spreading":
+        return label_spreading(sv, args.spread_unlabelled, draw)
+    return vae_classifier(vae, sv)
 
 
 def main() -> None:
@@ -177,25 +213,29 @@ def main() -> None:
     ap.add_argument("--svebm-set", dest="svebm_overrides", action="append", default=[],
                     metavar="KEY=VALUE", help="config override for the SV-EBM runs only "
                     "(e.g. method.mi_weight=30, which the VAE has not got)")
+    ap.add_argument("--validation", action="store_true", help="train on train50k, score on "
+                    "valid (MNIST): for choosing knobs without the test split")
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    ap.add_argument("--tag", default="", help="suffix of the run folders of this variant")
     ap.add_argument("--out", default="benchmarks/results/ssl")
     ap.add_argument("--name", default="ssl_table", help="stem of the JSON / Markdown files")
     args = ap.parse_args()
     out = Path(args.out)
     t_start = time.perf_counter()
 
+    kinds = ("svebm", "vae") if "vae_classifier" in args.rows else ("svebm",)
     jobs = training_jobs(out, args.tasks, args.draws, args.steps, args.threads,
-                         args.overrides, args.svebm_overrides)
+                         args.overrides, args.svebm_overrides, kinds, args.validation,
+                         args.tag)
     walls = train_runs(jobs, args.jobs)
 
     results: dict[str, dict[str, list[float]]] = {}
     for task in args.tasks:
-        results[task] = {r: [] for r in ROWS}
+        results[task] = {r: [] for r in args.rows}
         for draw in args.draws:
-            sv, vae = out / "runs" / f"svebm-{task}-d{draw}", out / "runs" / f"vae-{task}-d{draw}"
-            row = {"svebm": svebm_accuracy(sv),
-                   "supervised": supervised_only(sv, args.sup_steps, draw),
-                   "label_spreading": label_spreading(sv, args.spread_unlabelled, draw),
-                   "vae_classifier": vae_classifier(vae, sv)}
+            sv = run_folder(out, "svebm", task, draw, args.validation, args.tag)
+            vae = run_folder(out, "vae", task, draw, args.validation, args.tag)
+            row = {r: score(r, sv, vae, draw, args) for r in args.rows}
             for k, v in row.items():
                 results[task][k].append(v)
             print(task, draw, {k: round(v, 4) for k, v in row.items()}, flush=True)
@@ -207,7 +247,9 @@ def main() -> None:
               "train_seconds": {k: v["seconds"] for k, v in walls.items()},
               "wall_seconds_total": time.perf_counter() - t_start,
               "machine": machine(torch.device("cpu")), "overrides": args.overrides,
-              "svebm_overrides": args.svebm_overrides,
+              "svebm_overrides": args.svebm_overrides, "validation": args.validation,
+              "split": "valid (MNIST train images 50,001-60,000; trained on the first 50,000)"
+              if args.validation else "test",
               "settings": {"sup_steps": args.sup_steps,
                            "spread_unlabelled": args.spread_unlabelled, "steps": args.steps}}
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +261,8 @@ def main() -> None:
 def markdown(result: dict) -> str:
     tasks = list(result["summary"])
     lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for r in ROWS:
+    rows = next(iter(result["results"].values())).keys() if result["results"] else ROWS
+    for r in rows:
         cells = []
         for t in tasks:
             s = result["summary"][t][r]
@@ -227,7 +270,8 @@ def markdown(result: dict) -> str:
                                                       if s["std"] is not None else ""))
         lines.append(f"| {NAMES[r]} | " + " | ".join(cells) + " |")
     train_min = sum(result["train_seconds"].values()) / 60
-    lines += ["", f"Test accuracy (%), mean ± std over label draws {result['draws']}; "
+    what = "Validation" if result.get("validation") else "Test"
+    lines += ["", f"{what} accuracy (%), mean ± std over label draws {result['draws']}; "
               f"{result['machine']['cpu']}; training runs {train_min:.0f} min in all "
               "(reused ones as first recorded), this script "
               f"{result['wall_seconds_total'] / 60:.1f} min.",

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-ref", type=int, help="training images for FID reference statistics "
                    "(default: all)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--split", help="evaluate on this split instead of the run's test split, "
+                   "e.g. valid (results kept apart as METRIC@SPLIT)")
     e.add_argument("--checkpoint", help="a step folder under RUN/checkpoints, e.g. "
                    "step_00002000 (default: the latest)")
     e.add_argument("--device", default="auto")
@@ -211,7 +213,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
     settings = EvalSettings(n_samples=a.n_samples, n_test=a.n_test, n_ll=a.n_ll, n_ref=a.n_ref,
-                            seed=a.seed, progress=not a.no_progress, cache_dir=a.cache_dir)
+                            seed=a.seed, progress=not a.no_progress, cache_dir=a.cache_dir,
+                            split=a.split)
     record = evaluate(a.run_dir, metrics, settings, a.device, a.checkpoint)
     print(format_table(record))
     print(f"wrote {a.run_dir / 'eval.json'} (values with their recipes)")

@@ -47,6 +47,8 @@ class DataConfig:
     binarize: bool = field(default=False, metadata={
         "help": "images: pixels to exactly -1 or 1 (threshold 0.5), for likelihood=bernoulli"})
     download: bool = False
+    train_split: str = field(default="train", metadata={
+        "help": "the split trained on (e.g. mnist train50k, keeping valid out for tuning)"})
     test_split: str | None = field(default="test", metadata={
         "help": "split for reconstruction grids and evaluation; none = use train"})
 
@@ -211,6 +213,9 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.name: unknown data set {cfg.data.name!r}; "
                           f"choose one of {', '.join(DATASETS)}")
     have = splits(cfg.data.name)
+    if cfg.data.train_split not in have:
+        raise ConfigError(f"data.train_split: {cfg.data.name} has no split "
+                          f"{cfg.data.train_split!r}; choose one of {', '.join(have)}")
     if cfg.data.test_split is not None and cfg.data.test_split not in have:
         raise ConfigError(f"data.test_split: {cfg.data.name} has no split "
                           f"{cfg.data.test_split!r}; choose one of {', '.join(have)} or none")

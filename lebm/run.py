@@ -40,9 +40,12 @@ def load_data(cfg: RunConfig, split: str = "train", limit: int | None = None, *,
               all_classes: bool = False, subset: bool | None = None) -> ArrayDataset:
     """A split of the run's data set with the run's options: its class filters (none with
     ``all_classes``) and, with ``subset`` (default: on the training split), its labelled
-    subset and ``data.limit``; ``limit`` keeps the first examples."""
+    subset and ``data.limit``; ``limit`` keeps the first examples. ``"train"`` means the
+    split the run trains on, ``data.train_split``."""
     d = cfg.data
     subset = split == "train" if subset is None else subset
+    if split == "train":
+        split = d.train_split
     try:
         return load_dataset(
             d.name, split, d.root, image_size=d.image_size,

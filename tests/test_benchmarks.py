@@ -162,3 +162,21 @@ def test_ssl_table_sends_svebm_only_overrides_to_the_svebm_runs(tmp_path, monkey
             assert cfg["method"]["mi_weight"] == 30
         else:
             assert "mi_weight" not in cfg["method"]
+
+
+def test_ssl_table_validation_runs_never_see_the_test_split(tmp_path, monkeypatch):
+    """--validation: train on train50k, score on valid (the last 10,000 training images),
+    in runs-valid/, tagged by variant; tables have no validation split and are refused."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _common import config_of_command
+    from ssl_table import training_jobs
+
+    jobs = training_jobs(tmp_path, ["mnist-100"], [3], 10, 1, [], ["method.mi_weight=10"],
+                         ("svebm",), validation=True, tag="mi10")
+    (run, cmd, _), = jobs
+    assert run == tmp_path / "runs-valid" / "svebm-mnist-100-d3-mi10"
+    cfg = config_of_command(cmd)
+    assert cfg["data"]["train_split"] == "train50k" and cfg["data"]["test_split"] == "valid"
+    assert cfg["method"]["mi_weight"] == 10 and cfg["train"]["seed"] == 3
+    with pytest.raises(SystemExit, match="only the MNIST tasks"):
+        training_jobs(tmp_path, ["wine"], [0], 10, 1, [], [], validation=True)

@@ -126,3 +126,13 @@ def test_an_eval_file_of_lebm_0_1_is_read_as_one_checkpoints_entry(tmp_path):
     (tmp_path / "eval.json").write_text("{torn")
     assert read_eval_file(tmp_path / "eval.json") == {}
     assert read_eval_file(tmp_path / "missing.json") == {}
+
+
+def test_eval_on_another_split_is_kept_apart(run_with_anomaly, capsys):
+    run = run_with_anomaly
+    args = ["eval", str(run), "--metrics", "mse", "--n-test", "40", "--no-progress"]
+    assert main(args) == 0 and main([*args, "--split", "train"]) == 0
+    assert "[train]" in capsys.readouterr().out
+    m = json.loads((run / "eval.json").read_text())["checkpoints"]["step_00000008"]["metrics"]
+    assert m["mse"]["recipe"]["split"] == "test" and m["mse@train"]["recipe"]["split"] == "train"
+    assert main([*args, "--split", "bogus"]) == 2

@@ -58,6 +58,7 @@ class EvalSettings:
     batch_size: int = 500
     progress: bool = True
     cache_dir: str | Path | None = None  # FID reference statistics
+    split: str | None = None  # evaluate on this split (e.g. valid); None = the run's test split
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "n_test", "n_ll", "n_ref", "batch_size"):
@@ -101,6 +102,8 @@ class Evaluator:
 
     @property
     def test_split(self) -> str:
+        if self.s.split:
+            return self.s.split
         return self.cfg.data.test_split or "train"
 
     def _gen(self, offset: int) -> torch.Generator:
@@ -364,6 +367,8 @@ def evaluate(run_dir: str | Path, metrics: list[str] | None = None,
     ev = Evaluator(run_dir, settings, device, checkpoint)
     names = ev.applicable() if not metrics else metrics
     results = ev.run(names)
+    if ev.s.split and ev.s.split != (ev.cfg.data.test_split or "train"):
+        results = {f"{k}@{ev.s.split}": v for k, v in results.items()}  # kept apart
     path = Path(run_dir) / "eval.json"
     by_checkpoint = read_eval_file(path)
     name = str(ev.checkpoint)
@@ -400,8 +405,10 @@ def read_eval_file(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def format_table(results: dict[str, Any]) -> str:
     """A two-column text table of the headline numbers of ``results['metrics']``."""
-    rows = []
-    for name, r in results["metrics"].items():
+    rows: list[tuple[str, str]] = []
+    for key, r in results["metrics"].items():
+        name, _, where = key.partition("@")  # "accuracy@valid": a metric on another split
+        first = len(rows)
         if name == "mse":
             rows.append(("test MSE / pixel [-1, 1]", f"{r['mse']:.5f} ± {r['se']:.5f}"))
             rows.append(("test MSE / pixel [0, 1]", f"{r['mse_01']:.5f}"))
@@ -427,5 +434,7 @@ def format_table(results: dict[str, Any]) -> str:
                     rows.append((f"{chain} chain log p̃ at K / 2K",
                                  f"{r[chain]['log_density_at_training_length']:.2f} / "
                                  f"{r[chain]['log_density_last']:.2f}"))
+        if where:
+            rows[first:] = [(f"{label} [{where}]", value) for label, value in rows[first:]]
     width = max((len(a) for a, _ in rows), default=10)
     return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
