@@ -59,6 +59,9 @@ class TrainConfig:
 
     max_steps: int = field(default=10_000, metadata={"min": 0})
     batch_size: int = field(default=100, metadata={"min": 1})
+    drop_last: bool = field(default=True, metadata={
+        "help": "skip an epoch's last partial batch; false: every example, the last batch "
+                "smaller (one process only)"})
     seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
     threads: int = field(default=0, metadata={
@@ -83,6 +86,10 @@ class TrainConfig:
     divergence_lr_factor: float = field(default=0.5, metadata={"gt": 0, "max": 1})
     divergence_step_factor: float = field(default=0.8, metadata={"gt": 0, "max": 1})
     max_divergences: int = field(default=5, metadata={"min": 0})
+    on_divergence: str = field(default="recover", metadata={
+        "choices": ("recover", "stop"),
+        "help": "recover: roll back and shrink steps; stop: end the run with an error (the "
+                "LEBM script's behaviour)"})
 
 
 SECTIONS = ("data", "model", "method", "train")

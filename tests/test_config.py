@@ -88,10 +88,23 @@ def test_fast_path_is_a_preset_choice_over_a_float32_library_default():
     base = ModelConfig().precision
     assert (base.chain_dtype, base.channels_last, base.update_dtype) == ("float32", False,
                                                                          "float32")
-    for name in ("mnist", "svhn", "cifar10", "abp-svhn", "vae-mnist", "svebm-mnist-100"):
+    for name in ("mnist", "svhn-fast", "cifar10", "abp-svhn-fast", "vae-mnist",
+                 "svebm-mnist-100"):
         m = preset_config(name).model.precision
         assert (m.chain_dtype, m.channels_last, m.update_dtype) == ("auto", True, "auto"), name
     assert preset_config("digits").model.precision.chain_dtype == "float32"  # MLP: no gain
+
+
+def test_the_paper_exact_svhn_preset_is_exact():
+    """Issue 16: float32 everywhere, every example of every epoch (733 steps, the last of 57
+    images), 201 epochs, and training stops when the guard fires, as the script's does."""
+    cfg = preset_config("svhn")
+    p = cfg.model.precision
+    assert (p.chain_dtype, p.channels_last, p.update_dtype, p.compile) == (
+        "float32", False, "float32", False)
+    t = cfg.train
+    assert (t.drop_last, t.max_steps, t.recon_guard, t.guard_after_epochs, t.on_divergence) == (
+        False, 201 * 733, 300.0, 10, "stop")
 
 
 def test_old_flat_keys_are_aliases_everywhere():

@@ -471,14 +471,17 @@ def write_images(folder: Path, n: int) -> None:
 
 def test_image_folder_crop_resize_and_determinism(tmp_path: Path) -> None:
     write_images(tmp_path, 10)
-    ds = load_dataset("image-folder", root=tmp_path, image_size=16)
+    ds = load_dataset("image-folder", "all", root=tmp_path, image_size=16)
     assert len(ds) == 10 and ds.sample_shape == (3, 16, 16)
     assert ds.data.dtype == torch.uint8 and ds.targets is None
-    again = load_dataset("celeba", root=tmp_path, image_size=16)
+    again = load_dataset("celeba", "all", root=tmp_path, image_size=16)
     assert torch.equal(ds.data, again.data)
     assert load_dataset("image-folder", root=tmp_path).sample_shape == (3, 64, 64)
+    # test: the last 10 % by sorted path; train: the rest, disjoint from it
+    train = load_dataset("image-folder", "train", root=tmp_path, image_size=16)
     test = load_dataset("image-folder", "test", root=tmp_path, image_size=16)
-    assert len(test) == 1 and torch.equal(test.data[0], ds.data[-1])  # last 10% by sorted path
+    assert len(test) == 1 and torch.equal(test.data[0], ds.data[-1])
+    assert len(train) == 9 and torch.equal(train.data, ds.data[:9])
     assert len(load_dataset("image-folder", root=tmp_path, image_size=8, limit=3)) == 3
 
 

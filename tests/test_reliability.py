@@ -309,3 +309,34 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
     _assert_same_state(tmp_path / "straight", run)
     steps = [r["step"] for r in _rows(run) if "event" not in r]
     assert steps == sorted(set(steps))  # every logged step once, in order
+
+
+def test_drop_last_false_uses_every_example_of_each_epoch(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides + ["data.limit=210", "train.drop_last=false"],
+                       **{"train.max_steps": 6})
+    trainer = Trainer(cfg, tmp_path / "r")
+    assert trainer.steps_per_epoch == 5  # 4 full batches of 50 and one of 10
+    sizes = [len(trainer._batch(s).x) for s in range(5)]
+    assert sizes == [50, 50, 50, 50, 10]
+    trainer.fit()
+    assert trainer.step == 6
+
+
+def test_on_divergence_stop_ends_the_run_at_the_first_bad_step(tmp_path, tiny_overrides):
+    cfg = build_config("digits", tiny_overrides + ["train.on_divergence=stop"],
+                       **{"train.max_steps": 10})
+    trainer = Trainer(cfg, tmp_path / "r")
+    real_step = trainer.method.step
+    calls = {"n": 0}
+
+    def flaky(batch, gen, diagnostics=False):
+        out = real_step(batch, gen, diagnostics)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            out.losses["energy"] = out.losses["energy"] * float("nan")
+        return out
+
+    trainer.method.step = flaky
+    with pytest.raises(DivergenceError, match="step 5: .*training stopped"):
+        trainer.fit()
+    assert load_training_state(latest_checkpoint(tmp_path / "r"))["step"] == 4

@@ -48,7 +48,7 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "idx": _IMAGE_SPLITS,
     "cifar10": _IMAGE_SPLITS,
     "svhn": ("train", "test", "extra"),
-    "image-folder": _IMAGE_SPLITS,
+    "image-folder": ("train", "test", "all"),
     **{toy: ("train", "test", "valid") for toy in TOY_GENERATORS},
     **{table: TABULAR_SPLITS for table in TABULAR},
 }

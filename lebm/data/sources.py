@@ -340,9 +340,10 @@ def load_svhn_split(split: str, root: str | os.PathLike[str] | None, download: b
 def image_folder_paths(split: str, root: str | os.PathLike[str] | None, name: str) -> list[Path]:
     """Sorted image paths of ``split`` in an image folder.
 
-    With ``train/`` and ``test/`` subfolders, each split is its subfolder. Otherwise
-    ``train`` is *every* image (as in the LEBM CelebA setup, which trains on the whole
-    folder) and ``test`` is the last 10% in sorted order (at least one image).
+    With ``train/`` and ``test/`` subfolders, each split is its subfolder. Otherwise, in
+    sorted order, ``test`` is the last 10% (at least one image), ``train`` the rest (the two
+    are disjoint, so test numbers are held-out numbers), and ``all`` every image (the LEBM
+    CelebA setup trains on the whole folder).
     """
     folder = Path(root).expanduser() if root is not None else cache_dir() / name
     if not folder.is_dir():
@@ -352,11 +353,15 @@ def image_folder_paths(split: str, root: str | os.PathLike[str] | None, name: st
             "folder of .png/.jpg images"
         )
     if (folder / "train").is_dir() and (folder / "test").is_dir():
-        paths = list_images(folder / split)
+        paths = (list_images(folder / "train") + list_images(folder / "test")
+                 if split == "all" else list_images(folder / split))
     else:
         paths = list_images(folder)
+        cut = len(paths) - max(1, len(paths) // 10)
         if split == "test":
-            paths = paths[len(paths) - max(1, len(paths) // 10) :] if paths else []
+            paths = paths[cut:] if paths else []
+        elif split == "train":
+            paths = paths[:cut] if len(paths) > 1 else paths
     if not paths:
         raise DatasetNotFoundError(
             f"{name}: no .png/.jpg/.jpeg images for split {split!r} in {folder}"

@@ -6,7 +6,9 @@ Kingma & Welling (2014). The loss is the negative ELBO per example,
     KL = ½ Σ_j ( (σ_q,j² + μ_j²)/σ0² − 1 − log σ_q,j² + log σ0² ),
 
 with one reparameterised draw ``z = μ + σ_q ε`` per example (``β = 1``: the true ELBO,
-up to the likelihood's constant; for the Gaussian ``−log p = ‖x − g(z)‖²/(2σ²)``). No MCMC
+up to the likelihood's constant; for the Gaussian ``−log p = ‖x − g(z)‖²/(2σ²)``). The
+logged ``neg_elbo`` puts the constant back, so it is in nats and comparable with
+``lebm eval``'s ``ll``. No MCMC
 anywhere; ``model.infer`` returns ``μ(x)`` (``inference="encoder"``) or refines a draw of
 ``q`` by the posterior chain. Every LEBM and SV-EBM preset has a ``vae-`` twin.
 """
@@ -87,7 +89,8 @@ class VAE(Method):
         metrics = {
             **model.likelihood.metrics(x, out),
             "kl": kl.detach().mean(),
-            "neg_elbo": (nll + kl).detach().mean(),
+            # in nats: the likelihood's normalising constant (−D/2·log 2πσ²) put back
+            "neg_elbo": (nll + kl).detach().mean() - model.likelihood.log_normalizer(x),
             "z_post_norm": mu.detach().norm(dim=1).mean(),
         }
         return StepOutput({"model": loss}, metrics)

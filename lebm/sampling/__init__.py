@@ -9,7 +9,7 @@ on ``MALA``.
 """
 
 from lebm.sampling.adaptation import DualAveraging
-from lebm.sampling.ais import ais_log_normalizer
+from lebm.sampling.ais import ais_log_normalizer, ais_log_weights
 from lebm.sampling.kernels import (
     HMC,
     KERNELS,
@@ -38,6 +38,7 @@ __all__ = [
     "LogDensity",
     "State",
     "ais_log_normalizer",
+    "ais_log_weights",
     "build_kernel",
     "frozen",
     "log_density_and_grad",

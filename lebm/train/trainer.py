@@ -113,7 +113,13 @@ class Trainer:
         if len(self.data) < global_batch:
             raise ConfigError(f"train.batch_size={t.batch_size} × {self.dist.world} process(es) "
                               f"exceeds the data set size ({len(self.data)} examples)")
-        self.steps_per_epoch = len(self.data) // global_batch
+        if t.drop_last:
+            self.steps_per_epoch = len(self.data) // global_batch
+        elif self.dist.world > 1:
+            raise ConfigError("train.drop_last=false needs a single process: the last partial "
+                              "batch cannot be split evenly across processes")
+        else:  # every example: the last batch of an epoch is the remainder
+            self.steps_per_epoch = -(-len(self.data) // global_batch)
         self.labelled_pool = self.data.labelled_indices()  # for methods that ask for labels
         self.heldout = load_heldout(cfg, t.n_grid)
         cfg.model.data_shape = tuple(self.data.sample_shape)
@@ -368,6 +374,10 @@ class Trainer:
         t = self.cfg.train
         self.n_divergences += 1
         bad_step = self.step
+        if t.on_divergence == "stop":
+            raise DivergenceError(f"step {bad_step}: non-finite or guarded quantity {what}; "
+                                  "training stopped (train.on_divergence=stop; the last "
+                                  "checkpoint is intact, `lebm resume` continues from it)")
         if self.n_divergences > t.max_divergences:
             raise DivergenceError(
                 f"step {bad_step}: non-finite or guarded quantity {what}; gave up after "
