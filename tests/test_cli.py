@@ -25,7 +25,7 @@ def test_presets_lists_one_line_each(capsys):
     assert main(["presets", "--keys", "svhn"]) == 0
     out = capsys.readouterr().out
     assert "model.prior_chain.n_steps = 60" in out and "method.lr_e = 2e-05" in out
-    assert "model.precision.chain_dtype = 'auto'" in out
+    assert "model.precision.chain_dtype = 'float32'" in out  # paper-exact
 
 
 def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):
