@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--split", help="evaluate on this split instead of the run's test split, "
                    "e.g. valid (results kept apart as METRIC@SPLIT)")
+    e.add_argument("--anomaly-score", default="joint", choices=("joint", "marginal"),
+                   help="auprc: joint −log p̃(x, z) (the papers') or marginal −log p(x)")
+    e.add_argument("--score-chains", type=int, default=1,
+                   help="auprc with the joint score: mean over this many posterior draws")
     e.add_argument("--checkpoint", help="a step folder under RUN/checkpoints, e.g. "
                    "step_00002000 (default: the latest)")
     e.add_argument("--device", default="auto")
@@ -78,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(sc)
     sc.add_argument("--anomalies", help="comma-separated classes counted as anomalies for "
                     "AUPRC (default: the run's data.exclude_classes)")
+    sc.add_argument("--protocol", choices=("zenati", "zenati-disjoint"),
+                    help="score the test set of this hold-out protocol (lebm.data.holdout), "
+                    "the anomalies held out, instead of --split")
+    sc.add_argument("--score", default="joint", choices=("joint", "marginal"),
+                    help="joint: −log p̃(x, z) at posterior draws (the papers'); marginal: "
+                    "−log p(x) by importance sampling")
+    sc.add_argument("--chains", type=int, default=1, help="joint: mean over this many draws")
     sc.add_argument("--out", type=Path, required=True, help="output CSV (index,label,score)")
 
     cl = sub.add_parser("classify", help="predict classes with a symbol-vector prior model")
@@ -214,7 +225,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
     settings = EvalSettings(n_samples=a.n_samples, n_test=a.n_test, n_ll=a.n_ll, n_ref=a.n_ref,
                             seed=a.seed, progress=not a.no_progress, cache_dir=a.cache_dir,
-                            split=a.split)
+                            split=a.split, anomaly_score=a.anomaly_score,
+                            score_chains=a.score_chains)
     record = evaluate(a.run_dir, metrics, settings, a.device, a.checkpoint)
     print(format_table(record))
     print(f"wrote {a.run_dir / 'eval.json'} (values with their recipes)")
@@ -224,21 +236,36 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_score(a: argparse.Namespace) -> int:
     import torch
 
+    import lebm
+    from lebm.evaluate.evaluator import anomaly_figures, anomaly_scores
     from lebm.io import atomic_write_text
-    from lebm.metrics.scores import auprc, auroc
 
     anomalies = _anomaly_classes(a)  # bad arguments fail before any work or output
-    ds, scores, labels = _apply_to_data(a, "anomaly_score")
+    if a.chains < 1:
+        raise LebmError(f"--chains must be >= 1, got {a.chains}")
+    if a.protocol and not anomalies:
+        raise LebmError("--protocol needs the held-out classes: --anomalies, or a run trained "
+                        "with data.exclude_classes")
+    model = lebm.load(a.run_dir)
+    ds = _load_for_model(a, model, protocol=a.protocol, anomalies=anomalies)
+    x = ds.batch(torch.arange(len(ds)))
+    try:
+        scores, what = anomaly_scores(model, x, torch.Generator(device=model.device)
+                                      .manual_seed(a.seed), a.score, a.chains)
+    except ValueError as exc:  # data this model cannot take
+        raise LebmError(str(exc)) from exc
+    labels = ds.targets.tolist() if ds.targets is not None else [""] * len(ds)
     lines = ["index,label,score"] + [f"{i},{y},{s:.6g}"
                                      for i, (y, s) in enumerate(zip(labels, scores.tolist()))]
     atomic_write_text(a.out, "\n".join(lines) + "\n")
-    print(f"wrote {len(ds)} anomaly scores (higher = more anomalous) to {a.out}")
+    print(f"wrote {len(ds)} anomaly scores (higher = more anomalous: {what}) to {a.out}")
     if anomalies and ds.targets is not None:
         positive = torch.isin(ds.targets, torch.tensor(anomalies))
         if 0 < int(positive.sum()) < len(ds):
-            print(f"anomalies = classes {anomalies}: AUPRC {auprc(scores, positive):.4f}, "
-                  f"AUROC {auroc(scores, positive):.4f} "
-                  f"(anomaly fraction {float(positive.float().mean()):.3f})")
+            f = anomaly_figures(scores, positive)
+            print(f"anomalies = classes {anomalies}: AUPRC {f['auprc']:.4f} (trapezoid), "
+                  f"average precision {f['average_precision']:.4f}, AUROC {f['auroc']:.4f} "
+                  f"(anomaly share {f['anomaly_fraction']:.3f})")
     return 0
 
 
@@ -260,8 +287,10 @@ def _apply_to_data(a: argparse.Namespace, method: str):
     return ds, out.cpu(), labels
 
 
-def _load_for_model(a: argparse.Namespace, model):
-    """The data named on the command line, resized to the model's images if needed."""
+def _load_for_model(a: argparse.Namespace, model, protocol: str | None = None,
+                    anomalies: list[int] | None = None):
+    """The data named on the command line, resized to the model's images if needed (with
+    ``protocol``: that hold-out protocol's test set, ``anomalies`` held out)."""
     from lebm.data import load_dataset
 
     if a.limit is not None and a.limit < 1:
@@ -269,9 +298,10 @@ def _load_for_model(a: argparse.Namespace, model):
     image_size = model.data_shape[-1] if len(model.data_shape) == 3 else None
     extra = {"label_column": a.label_column} if getattr(a, "label_column", None) else {}
     try:
-        return load_dataset(a.data, a.split, a.root, image_size=image_size, limit=a.limit,
-                            binarize=a.binarize,
-                            **extra)
+        if protocol:
+            extra.update(holdout_protocol=protocol, exclude_classes=anomalies or [])
+        return load_dataset(a.data, "test" if protocol else a.split, a.root,
+                            image_size=image_size, limit=a.limit, binarize=a.binarize, **extra)
     except (ValueError, OSError) as exc:
         raise LebmError(f"{a.data} ({a.split}): {exc}") from exc
 

@@ -36,6 +36,11 @@ class DataConfig:
     root: str | None = None
     image_size: int | None = field(default=None, metadata={"min": 1})
     exclude_classes: tuple[int, ...] = field(default=(), metadata={"min": 0})
+    holdout_protocol: str | None = field(default=None, metadata={
+        "choices": ("zenati", "zenati-disjoint"),
+        "help": "anomaly split of all images (lebm.data.holdout): train = 80 % of the normal "
+                "images, test = the rest + every exclude_classes image; zenati as published "
+                "(its test normals overlap training), zenati-disjoint without the overlap"})
     classes: tuple[int, ...] | None = field(default=None, metadata={"min": 0})
     n_labels: int | None = field(default=None, metadata={
         "min": 1, "help": "a class-balanced labelled subset of this size"})
@@ -220,6 +225,13 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.name: unknown data set {cfg.data.name!r}; "
                           f"choose one of {', '.join(DATASETS)}")
     have = splits(cfg.data.name)
+    if cfg.data.holdout_protocol is not None:
+        if not cfg.data.exclude_classes:
+            raise ConfigError("data.holdout_protocol needs data.exclude_classes (the held-out "
+                              "classes, the anomalies)")
+        if cfg.data.train_split != "train" or cfg.data.test_split not in ("test", None):
+            raise ConfigError("data.holdout_protocol defines the train and test splits; leave "
+                              "data.train_split and data.test_split at train / test")
     if cfg.data.train_split not in have:
         raise ConfigError(f"data.train_split: {cfg.data.name} has no split "
                           f"{cfg.data.train_split!r}; choose one of {', '.join(have)}")

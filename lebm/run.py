@@ -46,11 +46,14 @@ def load_data(cfg: RunConfig, split: str = "train", limit: int | None = None, *,
     subset = split == "train" if subset is None else subset
     if split == "train":
         split = d.train_split
+    protocol = d.holdout_protocol
+    if protocol is not None:  # the held-out classes define its splits: keep them
+        all_classes = False
     try:
         return load_dataset(
             d.name, split, d.root, image_size=d.image_size,
             exclude_classes=() if all_classes else d.exclude_classes,
-            classes=None if all_classes else d.classes,
+            classes=None if all_classes else d.classes, holdout_protocol=protocol,
             n_labels=d.n_labels if subset else None,
             limit=limit if limit is not None else (d.limit if subset else None),
             seed=cfg.train.seed, download=d.download,

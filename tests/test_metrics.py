@@ -53,12 +53,21 @@ def test_mnist_features_classify_test_digits():
 
 
 def test_scores_against_hand_computed_values():
-    from lebm.metrics.scores import accuracy, auprc, auroc, reconstruction_mse
+    from lebm.metrics.scores import (
+        accuracy,
+        auprc,
+        auroc,
+        average_precision,
+        reconstruction_mse,
+    )
 
     # ranking [0.9 (a), 0.8 (n), 0.7 (a), 0.1 (n)]: precision at the two anomalies 1 and 2/3
     s = np.array([0.1, 0.9, 0.8, 0.7])
     y = np.array([0, 1, 0, 1])
-    assert auprc(s, y) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision(s, y) == pytest.approx((1 + 2 / 3) / 2)
+    # the papers' AUPRC: trapezoids through the curve's points (recall, precision) =
+    # (0, 1), (½, 1), (½, ½), (1, ⅔): ½·1 + 0 + ½·(½ + ⅔)/2 = 19/24
+    assert auprc(s, y) == pytest.approx(19 / 24)
     assert auroc(s, y) == pytest.approx(0.75)  # 3 of the 4 (anomaly, normal) pairs ordered
     assert auprc(torch.tensor(-s), torch.tensor(1 - y)) == pytest.approx(auprc(-s, 1 - y))
     with pytest.raises(ValueError, match="both normal and anomalous"):

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import sources
 from .dataset import ArrayDataset, DatasetNotFoundError
+from .holdout import concatenation_order, holdout_split
 from .images import load_image_files, resize_images
 from .tabular import SKLEARN_TABLES, TABULAR, TABULAR_SPLITS, LabelColumn, load_table
 from .toy import TOY_GENERATORS, make_toy
@@ -189,6 +190,25 @@ def _select(
     return idx
 
 
+def _holdout_arrays(key: str, name: str, split: str, root: Root, protocol: str,
+                    exclude_classes: Sequence[int], classes: Sequence[int] | None, *,
+                    seed: int, download: bool, n_samples: int) -> Arrays:
+    """The ``split`` of ``protocol`` from all the labelled images of the data set."""
+    if key in TABULAR or key in TOY_GENERATORS or key == "image-folder":
+        raise ValueError(f"holdout_protocol: {name} is not a labelled image data set")
+    if classes is not None:
+        raise ValueError("holdout_protocol: use exclude_classes for the held-out classes, "
+                         "not classes")
+    parts = [_load_arrays(key, name, s, root, limit=None, image_size=None, seed=seed,
+                          download=download, n_samples=n_samples)
+             for s in concatenation_order(key)]
+    if any(t is None for _, t in parts):
+        raise ValueError(f"holdout_protocol: {name} has no labels")
+    images = np.concatenate([x for x, _ in parts])
+    labels = np.concatenate([t for _, t in parts if t is not None])
+    return holdout_split(images, labels, exclude_classes, split, protocol)
+
+
 def _load_arrays(
     key: str,
     name: str,
@@ -239,6 +259,7 @@ def load_dataset(
     mask_unlabelled: bool = False,
     label_column: int | str | None = None,
     binarize: bool = False,
+    holdout_protocol: str | None = None,
 ) -> ArrayDataset:
     """Load one split of a data set into memory.
 
@@ -272,6 +293,10 @@ def load_dataset(
             the last column.
         binarize: images only: every pixel to 0 or 255 (threshold at 128), i.e. exactly
             −1 or 1 in model space, for a Bernoulli likelihood.
+        holdout_protocol: ``"zenati"`` or ``"zenati-disjoint"`` (:mod:`lebm.data.holdout`):
+            the anomaly-detection split of all the data set's images, ``exclude_classes``
+            held out; ``split`` is then ``"train"`` (80 % of the normal images) or
+            ``"test"`` (the other normal images and every held-out one).
 
     Returns:
         An :class:`ArrayDataset`: uint8 ``(N, C, H, W)`` images, float32 ``(N, 2)`` toy
@@ -303,7 +328,12 @@ def load_dataset(
         )
     targets: np.ndarray | None
     class_names: list[str] | None = None
-    if key in TABULAR:
+    if holdout_protocol is not None:
+        data, targets = _holdout_arrays(key, name, split, root, holdout_protocol,
+                                        exclude_classes, classes, seed=seed, download=download,
+                                        n_samples=n_samples)
+        exclude_classes = ()  # they define the split; the test set holds them
+    elif key in TABULAR:
         data, targets, class_names = load_table(key, split, root, label_column)
     else:
         data, targets = _load_arrays(

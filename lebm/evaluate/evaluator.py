@@ -59,8 +59,12 @@ class EvalSettings:
     progress: bool = True
     cache_dir: str | Path | None = None  # FID reference statistics
     split: str | None = None  # evaluate on this split (e.g. valid); None = the run's test split
+    anomaly_score: str = "joint"  # auprc score: joint (the papers'), or marginal (−log p(x))
+    score_chains: int = 1  # joint: mean over this many posterior draws
 
     def __post_init__(self) -> None:
+        if self.score_chains < 1:
+            raise LebmError(f"score_chains must be >= 1, got {self.score_chains}")
         for name in ("n_samples", "n_test", "n_ll", "n_ref", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 2:
@@ -273,8 +277,6 @@ class Evaluator:
                            "Gaussian density, not a discrete likelihood"}}
 
     def eval_auprc(self) -> dict[str, Any]:
-        from lebm.metrics.scores import auprc, auroc
-
         held_out = tuple(self.cfg.data.exclude_classes)
         if not held_out:
             raise LebmError("auprc needs a run trained with data.exclude_classes (the anomalies)")
@@ -282,17 +284,17 @@ class Evaluator:
         if ds.targets is None:
             raise LebmError(f"{ds.name} has no labels: cannot tell anomalies from normal data")
         x = self.examples(ds)
-        gen = self._gen(4)
-        scores = torch.cat([self.model.anomaly_score(xb, gen).cpu()
-                            for xb in self._batches(x, "scores")])
+        scores, what = anomaly_scores(self.model, x, self._gen(4), self.s.anomaly_score,
+                                      self.s.score_chains, self.s.batch_size, self.s.progress)
         positive = torch.isin(ds.targets[:len(x)], torch.tensor(held_out))
-        return {"auprc": auprc(scores, positive), "auroc": auroc(scores, positive),
-                "anomaly_fraction": float(positive.float().mean()),
+        protocol = self.cfg.data.holdout_protocol
+        return {**anomaly_figures(scores, positive),
                 "recipe": {"split": self.test_split, "n": len(x), "anomalies": list(held_out),
-                           "score": "−log p̃(x, z) = ‖x − g(z)‖²/(2σ²) − f(z) + ‖z‖²/(2σ0²) "
-                                    "at z from the model's inference "
-                                    f"({self.model.config.inference})",
-                           "positive": "held-out classes", "seed": self.s.seed}}
+                           "protocol": protocol or "the data set's test split, held-out "
+                           "classes positive", "score": what, "positive": "held-out classes",
+                           "auprc": "trapezoid over the precision-recall curve, "
+                                    "auc(recall, precision) (Zenati et al. 2018)",
+                           "seed": self.s.seed}}
 
     def eval_accuracy(self) -> dict[str, Any]:
         from lebm.metrics.scores import accuracy, cluster_purity
@@ -363,6 +365,53 @@ class Evaluator:
         return out
 
 
+ANOMALY_SCORES = ("joint", "marginal")
+
+
+def anomaly_scores(model: LatentModel, x: torch.Tensor, generator: torch.Generator,
+                   kind: str = "joint", n_chains: int = 1, batch_size: int = 500,
+                   progress: bool = False) -> tuple[torch.Tensor, str]:
+    """Anomaly scores of ``x`` (higher = more anomalous) and what they are.
+
+    ``joint``: the papers' ``−log p̃(x, z)`` at posterior draws of the model's inference (the
+    mean over ``n_chains`` draws); ``marginal``: ``−log p(x)`` by importance sampling from
+    the posterior-chain proposal (64 draws; the prior's ``log Z`` is a constant and left
+    out, which does not change a ranking).
+    """
+    from tqdm.auto import tqdm
+
+    if kind not in ANOMALY_SCORES:
+        raise LebmError(f"unknown anomaly score {kind!r}; choose {', '.join(ANOMALY_SCORES)}")
+    out = []
+    step = batch_size if kind == "joint" else 50
+    for i in tqdm(range(0, len(x), step), desc="scores", disable=not progress, leave=False):
+        xb = x[i:i + step].to(model.device)
+        if kind == "joint":
+            out.append(model.anomaly_score(xb, generator, n_chains=n_chains).cpu())
+        else:
+            ll, _ = log_likelihood(model, xb, generator, method="is", n_samples=64,
+                                   log_z=(0.0, 0.0))
+            out.append(-ll.cpu())
+    if kind == "joint":
+        what = ("−log p̃(x, z) = −log p(x|g(z)) − f(z) + ‖z‖²/(2σ0²) at z from the model's "
+                f"inference ({model.config.inference})"
+                + (f", mean over {n_chains} draws" if n_chains > 1 else ""))
+    else:
+        what = "−log p(x) + log Z by importance sampling (64 draws, posterior-chain proposal)"
+    return torch.cat(out), what
+
+
+def anomaly_figures(scores: torch.Tensor, positive: torch.Tensor) -> dict[str, float]:
+    """The anomaly-detection figures of the papers' protocol: trapezoid AUPRC, average
+    precision, AUROC and the anomaly share (about the AUPRC of chance)."""
+    from lebm.metrics.scores import auprc, auroc, average_precision
+
+    return {"auprc": auprc(scores, positive),
+            "average_precision": average_precision(scores, positive),
+            "auroc": auroc(scores, positive),
+            "anomaly_fraction": float(positive.float().mean())}
+
+
 def evaluate(run_dir: str | Path, metrics: list[str] | None = None,
              settings: EvalSettings | None = None, device: str = "auto",
              checkpoint: str | None = None) -> dict[str, Any]:
@@ -425,8 +474,11 @@ def format_table(results: dict[str, Any]) -> str:
         elif name == "ll":
             rows.append(("log p(x) [nats]", f"{r['nats']:.2f} ± {r['se_examples']:.2f}"))
         elif name == "auprc":
-            rows.append(("AUPRC (held-out classes)", f"{r['auprc']:.4f}"))
+            rows.append(("AUPRC (held-out classes, trapezoid)", f"{r['auprc']:.4f}"))
+            if "average_precision" in r:
+                rows.append(("average precision", f"{r['average_precision']:.4f}"))
             rows.append(("AUROC", f"{r['auroc']:.4f}"))
+            rows.append(("anomaly share", f"{r['anomaly_fraction']:.3f}"))
         elif name == "accuracy":
             rows.append(("test accuracy", f"{r['accuracy']:.4f}"))
             rows.append(("cluster purity", f"{r['purity']:.4f}"))

@@ -33,8 +33,22 @@ def _check_binary(scores: np.ndarray, positive: np.ndarray) -> None:
 
 
 def auprc(scores: torch.Tensor | np.ndarray, is_anomaly: torch.Tensor | np.ndarray) -> float:
-    """Area under the precision–recall curve (average precision), anomalies positive, higher
-    score = more anomalous. Chance level is the anomaly fraction."""
+    """Area under the precision–recall curve by the trapezoid rule over the curve's points
+    (``sklearn.metrics.auc(recall, precision)`` of ``precision_recall_curve``), anomalies
+    positive, higher score = more anomalous: the AUPRC of the anomaly-detection papers
+    (Zenati et al. 2018 and after). Chance level is about the anomaly fraction."""
+    from sklearn.metrics import auc, precision_recall_curve
+
+    s, y = _np(scores).astype(np.float64), _np(is_anomaly).astype(bool)
+    _check_binary(s, y)
+    precision, recall, _ = precision_recall_curve(y, s)
+    return float(auc(recall, precision))
+
+
+def average_precision(scores: torch.Tensor | np.ndarray,
+                      is_anomaly: torch.Tensor | np.ndarray) -> float:
+    """Average precision (the step-wise area under the precision–recall curve), anomalies
+    positive; what ``auprc`` of lebm 0.1 reported."""
     from sklearn.metrics import average_precision_score
 
     s, y = _np(scores).astype(np.float64), _np(is_anomaly).astype(bool)

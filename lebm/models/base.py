@@ -243,17 +243,23 @@ class LatentModel(nn.Module):
 
     @torch.no_grad()
     def anomaly_score(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                      batch_size: int = 500) -> torch.Tensor:
+                      batch_size: int = 500, n_chains: int = 1) -> torch.Tensor:
         """``−log p̃(x, z) = −log p(x | g(z)) − f(z) + ‖z‖²/(2σ0²)`` at the inferred ``z``.
 
         The negative unnormalised log-joint (REFERENCE §1.5); higher means more anomalous.
-        Shape ``(batch,)``; evaluated in batches of ``batch_size``.
+        With ``n_chains > 1`` the mean over that many independent posterior draws. Shape
+        ``(batch,)``; evaluated in batches of ``batch_size``.
         """
+        if n_chains < 1:
+            raise ValueError(f"n_chains must be >= 1, got {n_chains}")
         scores = []
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size]
-            z = self.infer(xb, generator)
-            scores.append(-self.log_joint(z, xb))
+            per_chain = []
+            for _ in range(n_chains):
+                z = self.infer(xb, generator)
+                per_chain.append(-self.log_joint(z, xb))
+            scores.append(torch.stack(per_chain).mean(0))
         return torch.cat(scores)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
