@@ -21,7 +21,7 @@ instead of being recognised by its class:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,6 +43,7 @@ class PriorSettings:
     energy_widths: tuple[int, ...] = (200, 200)
     energy_activation: str = "gelu"
     energy_spectral_norm: bool = False
+    max_stages: int = 4
 
 
 class Prior(nn.Module):
@@ -208,8 +209,84 @@ class SymbolVectorPrior(EBMPrior):
         return lambda z: self.class_log_density(z, y)
 
 
+class ProductOfRatiosPrior(Prior):
+    """The multi-stage density-ratio prior (Xiao & Han 2022; REFERENCE §4)::
+
+        p(z) ∝ N(z; 0, σ0² I) · exp(Σ_{k < S} r_k(z)),     f = Σ_k r_k
+
+    ``r_k`` is stage ``k``'s log density ratio, learned by a classifier (``methods/nce.py``);
+    ``S`` stages are active (a buffer saved with the weights, so ``lebm.load`` rebuilds
+    the product). All ``max_stages`` networks exist from the start; a stage's last layer
+    starts at zero, so starting a stage leaves the prior unchanged. ``base_of_stage(k)`` is
+    the prior of the first ``k`` stages, the distribution stage ``k`` is trained against.
+    """
+
+    kind: ClassVar[str] = "nce"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"energy", "stages"})
+    n_active: torch.Tensor
+
+    def __init__(self, ratios: Sequence[nn.Module], latent: LatentSpec,
+                 sigma0: float = 1.0) -> None:
+        super().__init__(latent, sigma0)
+        if not ratios:
+            raise ValueError("a product-of-ratios prior needs at least one stage")
+        self.ratios = nn.ModuleList(ratios)
+        self.register_buffer("n_active", torch.ones((), dtype=torch.int64))
+
+    @classmethod
+    def build(cls, latent: LatentSpec, s: PriorSettings) -> ProductOfRatiosPrior:
+        if s.max_stages < 1:
+            raise ValueError(f"prior=nce needs max_stages >= 1, got {s.max_stages}")
+        ratios: list[nn.Module] = []
+        for _ in range(s.max_stages):
+            net = EnergyMLP(latent.dim, s.energy_widths, s.energy_activation, 1,
+                            s.energy_spectral_norm)
+            if not s.energy_spectral_norm:  # r_k ≡ 0 until trained (a zero matrix has no
+                with torch.no_grad():        # spectral normalisation: keep its init then)
+                    for p in net.net[-1].parameters():
+                        p.zero_()
+            ratios.append(net)
+        return cls(ratios, latent, s.sigma0)
+
+    @property
+    def max_stages(self) -> int:
+        return len(self.ratios)
+
+    @property
+    def stages(self) -> int:
+        """``S``, the number of active stages."""
+        return int(self.n_active)
+
+    def start_stage(self) -> int:
+        """Activate the next stage (its ratio starts at zero); returns its index."""
+        if self.stages >= self.max_stages:
+            raise ValueError(f"all {self.max_stages} stages are active")
+        self.n_active.add_(1)
+        return self.stages - 1
+
+    def ratio(self, k: int, z: torch.Tensor) -> torch.Tensor:
+        """``r_k(z)``, shape ``(batch,)``."""
+        out: torch.Tensor = self.ratios[k](z)
+        return out
+
+    def neg_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """``f(z) = Σ_{k < S} r_k(z)``, shape ``(batch,)``."""
+        return self.stage_sum(z, self.stages)
+
+    def stage_sum(self, z: torch.Tensor, k: int) -> torch.Tensor:
+        """``Σ_{j < k} r_j(z)``: the tilt of the first ``k`` stages."""
+        total = z.new_zeros(z.shape[0])
+        for j in range(k):
+            total = total + self.ratio(j, z)
+        return total
+
+    def base_of_stage(self, k: int) -> LogDensity:
+        """``log p̃_k(z) = Σ_{j<k} r_j(z) − ‖z‖²/(2σ0²)``: what stage ``k`` is compared with."""
+        return lambda z: self.stage_sum(z, k) + self.base_log_density(z)
+
+
 PRIORS: dict[str, type[Prior]] = {"gaussian": GaussianPrior, "ebm": EBMPrior,
-                                          "symbol": SymbolVectorPrior}
+                                  "symbol": SymbolVectorPrior, "nce": ProductOfRatiosPrior}
 
 
 def build_prior(kind: str, latent: LatentSpec, settings: PriorSettings) -> Prior:

@@ -27,6 +27,7 @@ METHOD_MODELS = {
     "vae": dict(prior="gaussian", encoder="auto", inference="encoder"),
     "svebm": dict(prior="symbol", n_classes=3, energy_widths=(16, 16), encoder="auto",
                   inference="encoder"),
+    "nce": dict(prior="nce", max_stages=1, energy_widths=(16, 16)),
 }
 # every likelihood on the generators it fits, and data it takes
 LIKELIHOOD_CASES = {
@@ -96,9 +97,12 @@ def _check_contract(model: LatentModel, method_name: str, tmp_path) -> None:
     specs = method.optimizers()
     assert set(out.losses) == set(specs)
     assert all(torch.isfinite(v).all() for v in out.metrics.values())
-    # f's output bias cancels in L_f = mean f(prior) − mean f(post): its gradient is exactly 0
-    out_bias = [n for n, _ in model.named_parameters()
-                if n.startswith("prior.")][-1:] if method_name == "lebm" else []
+    # f's output bias cancels in L_f = mean f(prior) − mean f(post): its gradient is exactly 0;
+    # a new NCE stage starts at r ≡ 0 (last layer zero): the layers below it get no gradient
+    # yet, and at r = 0 the logistic loss's bias gradient is ½ − ½ = 0 on balanced batches
+    prior_params = [n for n, _ in model.named_parameters() if n.startswith("prior.")]
+    out_bias = {"lebm": prior_params[-1:],
+                "nce": [n for n in prior_params if n != prior_params[-2]]}.get(method_name, [])
     for name, loss in out.losses.items():
         model.zero_grad(set_to_none=True)
         loss.backward()

@@ -63,7 +63,7 @@ class Preset:
 
 
 # what to set for each capability a method may require
-_FIX = {"gaussian": "model.prior=gaussian",
+_FIX = {"gaussian": "model.prior=gaussian", "stages": "model.prior=nce (a product of ratios)",
         "energy": "a learned prior (model.prior=ebm or symbol)",
         "symbols": "model.prior=symbol with model.n_classes >= 2",
         "encoder": "an encoder: set model.encoder=conv or mlp"}

@@ -172,15 +172,17 @@ class LatentModel(nn.Module):
     def sample_latent(self, n: int, generator: torch.Generator | None = None, *,
                       z0: torch.Tensor | None = None, record: bool = False,
                       class_: int | None = None, step_scale: float = 1.0,
+                      target: LogDensity | None = None,
                       **overrides: ChainOverrides) -> tuple[torch.Tensor, ChainTrace | None]:
         """Short-run prior chain from ``z0`` (default fresh noise): ``(z, trace)``.
 
         A prior that needs no chain returns its exact sample ``sample_base`` instead. With
-        ``class_=k`` (a prior with symbols) the chain targets ``p(z | y=k)``. ``overrides``
-        (``n_steps``, ``step_size``, ``kernel``, …) replace the prior chain's settings;
-        ``step_scale`` multiplies its step size (divergence recovery).
+        ``class_=k`` (a prior with symbols) the chain targets ``p(z | y=k)``; ``target``
+        replaces the chain's log-density altogether (e.g. a stage of a staged prior).
+        ``overrides`` (``n_steps``, ``step_size``, ``kernel``, …) replace the prior chain's
+        settings; ``step_scale`` multiplies its step size (divergence recovery).
         """
-        target = self.prior_target(class_)
+        target = self.prior_target(class_) if target is None else target
         if not self.prior.needs_chain:
             return self.prior.sample_base(n, generator), None
         chain = self.chain("prior", **overrides)

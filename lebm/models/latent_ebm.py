@@ -53,6 +53,8 @@ class ModelConfig:
     energy_widths: tuple[int, ...] = field(default=(200, 200), metadata={"min": 1})
     energy_activation: str = field(default="gelu", metadata={"choices": ACTIVATIONS})
     energy_spectral_norm: bool = False
+    max_stages: int = field(default=4, metadata={
+        "min": 1, "help": "prior=nce: ratio networks (stages) at most"})
     sigma0: float = field(default=1.0, metadata={"gt": 0, "help": "reference N(0, σ0²) std"})
     likelihood: str = field(default="gaussian", metadata={
         "choices": tuple(LIKELIHOODS),
@@ -115,7 +117,7 @@ class LatentEBM(LatentModel):
         self.prior = build_prior(c.prior, self.latent, PriorSettings(
             sigma0=c.sigma0, n_classes=c.n_classes, energy_widths=c.energy_widths,
             energy_activation=c.energy_activation,
-            energy_spectral_norm=c.energy_spectral_norm))
+            energy_spectral_norm=c.energy_spectral_norm, max_stages=c.max_stages))
         self.likelihood = likelihood
         self.encoder = build_encoder(c.encoder, self.data_shape, self.latent,
                                      widths=c.gen_widths[::-1], ngf=c.ngf,
