@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
               "threads": args.threads, "machine": machine(device)}
     for k, v in med.items():
         print(f"{k:<28} {v:.3f} s/iter  ({v / med['lebm']:.2f} × LEBM)", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(__import__("json").dumps(result, indent=2))
     emit(result)
     return result
 
