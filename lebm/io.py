@@ -5,6 +5,7 @@ A kill at any moment leaves either the old file or the new one, never a torn fil
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -71,6 +72,15 @@ def read_json_config(path: str | os.PathLike, fmt: str, what: str) -> dict[str, 
         found = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"{path} is not a lebm {what} config (format={found!r})")
     return meta
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -31,3 +31,26 @@ def tiny_overrides() -> list[str]:
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+def corrupt_steps(trainer, calls, mutate) -> None:
+    """Wrap ``trainer.method.step`` so that on the given call numbers (1-based; every call
+    when ``calls`` is None) ``mutate(out)`` damages its output (a NaN loss, a spike)."""
+    real_step = trainer.method.step
+    count = {"n": 0}
+
+    def step(batch, gen, diagnostics=False):
+        out = real_step(batch, gen, diagnostics)
+        count["n"] += 1
+        if calls is None or count["n"] in calls:
+            mutate(out)
+        return out
+
+    trainer.method.step = step
+
+
+def nan_loss(name: str):
+    """A ``mutate`` for ``corrupt_steps``: the loss ``name`` becomes NaN."""
+    def mutate(out) -> None:
+        out.losses[name] = out.losses[name] * float("nan")
+    return mutate

@@ -20,6 +20,8 @@ from lebm.errors import DivergenceError, LebmError
 from lebm.train import Trainer, latest_checkpoint, load_training_state
 from lebm.train.lock import RunLock, RunLockedError
 
+from .conftest import corrupt_steps, nan_loss
+
 
 def _args(tiny: list[str], *extra: str) -> list[str]:
     return [a for o in [*tiny, *extra] for a in ("--set", o)]
@@ -143,17 +145,11 @@ def test_the_recon_guard_follows_its_running_level(tmp_path, tiny_overrides):
                                                    "train.recon_guard_factor=3"],
                        **{"train.max_steps": 8})
     trainer = Trainer(cfg, tmp_path / "r")
-    real_step = trainer.method.step
-    calls = {"n": 0}
 
-    def spike(batch, gen, diagnostics=False):
-        out = real_step(batch, gen, diagnostics)
-        calls["n"] += 1
-        if calls["n"] == 6:  # a finite blow-up of the reconstruction error at step 5
-            out.metrics["recon_error"] = out.metrics["recon_error"] * 100
-        return out
+    def spike(out) -> None:  # a finite blow-up of the reconstruction error at step 5
+        out.metrics["recon_error"] = out.metrics["recon_error"] * 100
 
-    trainer.method.step = spike
+    corrupt_steps(trainer, {6}, spike)
     trainer.fit()
     events = [r for r in _rows(tmp_path / "r") if r.get("event") == "divergence"]
     assert len(events) == 1 and "running mean" in events[0]["quantity"]
@@ -168,17 +164,8 @@ def test_repeated_recoveries_compound_and_survive_resume(tmp_path, tiny_override
     cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 10})
     trainer = Trainer(cfg, tmp_path / "r")
     lr0 = {k: o.param_groups[0]["lr"] for k, o in trainer.optimizers.items()}
-    real_step = trainer.method.step
-    calls = {"n": 0}
-
-    def flaky(batch, gen, diagnostics=False):
-        out = real_step(batch, gen, diagnostics)
-        calls["n"] += 1
-        if calls["n"] in (6, 8, 10):  # step 5 fails three times in a row (last ckpt: 4)
-            out.losses["generator"] = out.losses["generator"] * float("nan")
-        return out
-
-    trainer.method.step = flaky
+    # step 5 fails three times in a row (the last checkpoint is step 4)
+    corrupt_steps(trainer, {6, 8, 10}, nan_loss("generator"))
     trainer.fit()
     assert trainer.n_divergences == 3
     assert trainer.scales == pytest.approx({"lr": 0.125, "step": 0.512})
@@ -326,17 +313,7 @@ def test_on_divergence_stop_ends_the_run_at_the_first_bad_step(tmp_path, tiny_ov
     cfg = build_config("digits", tiny_overrides + ["train.on_divergence=stop"],
                        **{"train.max_steps": 10})
     trainer = Trainer(cfg, tmp_path / "r")
-    real_step = trainer.method.step
-    calls = {"n": 0}
-
-    def flaky(batch, gen, diagnostics=False):
-        out = real_step(batch, gen, diagnostics)
-        calls["n"] += 1
-        if calls["n"] == 6:
-            out.losses["energy"] = out.losses["energy"] * float("nan")
-        return out
-
-    trainer.method.step = flaky
+    corrupt_steps(trainer, {6}, nan_loss("energy"))
     with pytest.raises(DivergenceError, match="step 5: .*training stopped"):
         trainer.fit()
     assert load_training_state(latest_checkpoint(tmp_path / "r"))["step"] == 4

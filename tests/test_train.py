@@ -20,6 +20,8 @@ from lebm.errors import DivergenceError, LebmError
 from lebm.train import Trainer, latest_checkpoint, load_training_state
 from lebm.train.checkpoint import save_checkpoint
 
+from .conftest import corrupt_steps, nan_loss
+
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(latest_checkpoint(run) / "model.safetensors"))
@@ -154,17 +156,7 @@ def test_training_state_loads_with_weights_only(tmp_path, tiny_overrides):
 def test_nan_rolls_back_and_shrinks_steps(tmp_path, tiny_overrides):
     cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 10})
     trainer = Trainer(cfg, tmp_path / "r")
-    real_step = trainer.method.step
-    calls = {"n": 0}
-
-    def flaky(batch, gen, diagnostics=False):
-        out = real_step(batch, gen, diagnostics)
-        calls["n"] += 1
-        if calls["n"] == 7:  # step index 6: after the checkpoint at step 4
-            out.losses["energy"] = out.losses["energy"] * float("nan")
-        return out
-
-    trainer.method.step = flaky
+    corrupt_steps(trainer, {7}, nan_loss("energy"))  # step index 6: after the step-4 checkpoint
     lr0 = trainer.optimizers["generator"].param_groups[0]["lr"]
     trainer.fit()
     assert trainer.step == 10 and trainer.n_divergences == 1
@@ -190,14 +182,11 @@ def test_persistent_nan_gives_up_with_a_clear_error(tmp_path, tiny_overrides):
     cfg = build_config("digits", tiny_overrides, **{"train.max_steps": 10,
                                                     "train.max_divergences": 2})
     trainer = Trainer(cfg, tmp_path / "r")
-    real_step = trainer.method.step
 
-    def broken(batch, gen, diagnostics=False):
-        out = real_step(batch, gen, diagnostics)
+    def infinite(out) -> None:
         out.metrics["z_post_norm"] = torch.tensor(float("inf"))
-        return out
 
-    trainer.method.step = broken
+    corrupt_steps(trainer, None, infinite)
     with pytest.raises(DivergenceError, match=r"step 0: .*z_post_norm=inf.*gave up after 2"):
         trainer.fit()
 

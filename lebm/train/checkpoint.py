@@ -18,7 +18,6 @@ which newer ones it skipped and why.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any
 import torch
 
 from lebm.errors import CheckpointError
-from lebm.io import atomic_write, atomic_write_text, fsync_dir
+from lebm.io import atomic_write, atomic_write_text, fsync_dir, sha256_file
 from lebm.models import LatentModel
 
 STATE_FILE = "training_state.pt"
@@ -59,14 +58,6 @@ def is_complete(ckpt: Path) -> bool:
     return ckpt.is_dir() and all((ckpt / f).is_file() for f in REQUIRED)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(ckpt: Path) -> str | None:
     """``None`` if the checkpoint is intact, else why not (one short phrase).
 
@@ -83,7 +74,7 @@ def verify(ckpt: Path) -> str | None:
             want = json.loads(sums.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             return f"{CHECKSUMS} is not valid JSON"
-        bad = [f for f in REQUIRED if want.get(f) != _sha256(ckpt / f)]
+        bad = [f for f in REQUIRED if want.get(f) != sha256_file(ckpt / f)]
         return f"{', '.join(bad)} does not match its checksum" if bad else None
     try:  # a checkpoint written before checksums: parse every file
         json.loads((ckpt / "config.json").read_text())
@@ -108,7 +99,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: LatentModel,
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     atomic_write(tmp / STATE_FILE, lambda p: torch.save(state, p))
-    atomic_write_text(tmp / CHECKSUMS, json.dumps({f: _sha256(tmp / f) for f in REQUIRED},
+    atomic_write_text(tmp / CHECKSUMS, json.dumps({f: sha256_file(tmp / f) for f in REQUIRED},
                                                   indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
