@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from lebm.latent import LatentSpec
-from lebm.nets import EnergyMLP
+from lebm.nets import ConditionalGaussian, EnergyMLP
 
 LogDensity = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,6 +44,8 @@ class PriorSettings:
     energy_activation: str = "gelu"
     energy_spectral_norm: bool = False
     max_stages: int = 4
+    upper_energy_widths: tuple[int, ...] = (100, 100)
+    backbone_widths: tuple[int, ...] = (200, 200, 200)
 
 
 class Prior(nn.Module):
@@ -285,8 +287,148 @@ class ProductOfRatiosPrior(Prior):
         return lambda z: self.stage_sum(z, k) + self.base_log_density(z)
 
 
+class LayeredGaussianPrior(Prior):
+    """The Gaussian backbone of a multi-layer generator (REFERENCE §3.1), as a prior::
+
+        p(z_1..L) = Π_{i<L} N(z_i; μ_i(z_{i+1}), σ_i²(z_{i+1})) · N(z_L; 0, σ0²)
+
+    with the conditionals learned (``ConditionalGaussian``). It is normalised and sampled
+    ancestrally, so it needs no prior chain: the hierarchical ABP baseline, and the base of
+    ``JointLayerPrior``.
+    """
+
+    kind: ClassVar[str] = "layers"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"layers"})
+    needs_chain: ClassVar[bool] = False
+
+    def __init__(self, conditionals: Sequence[nn.Module], latent: LatentSpec,
+                 sigma0: float = 1.0) -> None:
+        super().__init__(latent, sigma0)
+        if latent.n_layers < 2 or len(conditionals) != latent.n_layers - 1:
+            raise ValueError(f"a layered prior over {latent.n_layers} layers needs at least two "
+                             f"layers and {latent.n_layers - 1} conditionals, got "
+                             f"{len(conditionals)}")
+        self.conditionals = nn.ModuleList(conditionals)
+
+    @staticmethod
+    def build_conditionals(latent: LatentSpec, s: PriorSettings) -> list[nn.Module]:
+        """``p(z_i | z_{i+1})`` for ``i = 1 … L−1``."""
+        if latent.n_layers < 2:
+            raise ValueError("a layered prior needs at least two latent layers")
+        return [ConditionalGaussian(latent.sizes[i + 1], latent.sizes[i], s.backbone_widths,
+                                    s.energy_activation) for i in range(latent.n_layers - 1)]
+
+    @classmethod
+    def build(cls, latent: LatentSpec, s: PriorSettings) -> LayeredGaussianPrior:
+        return cls(cls.build_conditionals(latent, s), latent, s.sigma0)
+
+    def neg_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """``f ≡ 0``, shape ``(batch,)``."""
+        return z.new_zeros(z.shape[0])
+
+    def conditional_log_probs(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """``[log N(z_i; μ_i(z_{i+1}), σ_i²)]`` for ``i = 1 … L−1``, each ``(batch,)``."""
+        zs = self.latent.split(z)
+        out = []
+        for i, cond in enumerate(self.conditionals):
+            mu, sigma = cond(zs[i + 1])
+            out.append(_gaussian_log_prob(zs[i], mu, sigma))
+        return out
+
+    def base_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """The backbone's normalised log-density ``Σ_{i<L} log N(z_i | z_{i+1}) +
+        log N(z_L; 0, σ0²)``, shape ``(batch,)``."""
+        top = self.latent.split(z)[-1]
+        total = _gaussian_log_prob(top, torch.zeros_like(top), torch.full_like(top, self.sigma0))
+        for term in self.conditional_log_probs(z):
+            total = total + term
+        return total
+
+    def base_log_normalizer(self) -> float:
+        return 0.0
+
+    def log_density(self, z: torch.Tensor) -> torch.Tensor:
+        return self.base_log_density(z)
+
+    def sample_base(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral draws: ``z_L ~ N(0, σ0²)``, then ``z_i ~ p(z_i | z_{i+1})`` downwards."""
+        return self.sample_layers(self.sigma0 * torch.randn(
+            n, self.latent.sizes[-1], generator=generator, device=self._anchor.device),
+            len(self.latent.sizes) - 1, generator)
+
+    @torch.no_grad()
+    def sample_layers(self, top: torch.Tensor, level: int,
+                      generator: torch.Generator | None = None,
+                      below: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
+        """Complete a flat latent downwards from layer ``level`` (0-based) set to ``top``:
+        each lower layer ``i`` is ``below[i]`` when given, else a draw of ``p(z_i | z_{i+1})``.
+        Returns ``(n, dim)``, layers above ``level`` zero."""
+        sizes, n = self.latent.sizes, top.shape[0]
+        layers: list[torch.Tensor] = [top.new_zeros(n, d) for d in sizes]
+        layers[level] = top
+        for i in range(level - 1, -1, -1):
+            given = below[i] if i < len(below) else None
+            if given is not None:
+                layers[i] = given
+                continue
+            mu, sigma = self.conditionals[i](layers[i + 1])
+            eps = torch.randn(n, sizes[i], generator=generator, device=top.device)
+            layers[i] = mu + sigma * eps
+        return self.latent.cat(layers)
+
+
+class JointLayerPrior(LayeredGaussianPrior):
+    """A joint EBM prior over latent layers ``z_1 … z_L`` (Cui, Wu & Han 2023; REFERENCE §3.1)::
+
+        p(z_1..L) ∝ exp(Σ_i f_i(z_i)) · Π_{i<L} N(z_i; μ_i(z_{i+1}), σ_i²(z_{i+1})) · N(z_L; 0, σ0²)
+
+    one energy per layer (``f_i`` the negative energy) tilting the learned Gaussian backbone
+    (``LayeredGaussianPrior``). The backbone is the base: ``base_log_density`` is its
+    *normalised* log-density (``base_log_normalizer`` is 0) and ``sample_base`` draws it
+    ancestrally, so ``log Z`` by AIS and every chain work as for the other priors.
+    """
+
+    kind: ClassVar[str] = "joint"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"energy", "layers"})
+    needs_chain: ClassVar[bool] = True
+
+    def __init__(self, energies: Sequence[nn.Module], conditionals: Sequence[nn.Module],
+                 latent: LatentSpec, sigma0: float = 1.0) -> None:
+        super().__init__(conditionals, latent, sigma0)
+        if len(energies) != latent.n_layers:
+            raise ValueError(f"a joint prior over {latent.n_layers} layers needs "
+                             f"{latent.n_layers} energies, got {len(energies)}")
+        self.energies = nn.ModuleList(energies)
+
+    @classmethod
+    def build(cls, latent: LatentSpec, s: PriorSettings) -> JointLayerPrior:
+        energies: list[nn.Module] = [
+            EnergyMLP(d, s.energy_widths if i == 0 else s.upper_energy_widths,
+                      s.energy_activation, 1, s.energy_spectral_norm)
+            for i, d in enumerate(latent.sizes)]
+        return cls(energies, cls.build_conditionals(latent, s), latent, s.sigma0)
+
+    def layer_energies(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """``[f_1(z_1), …, f_L(z_L)]``, each ``(batch,)``."""
+        return [f(zi) for f, zi in zip(self.energies, self.latent.split(z))]
+
+    def neg_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """``Σ_i f_i(z_i)``, shape ``(batch,)``."""
+        return torch.stack(self.layer_energies(z)).sum(0)
+
+    def log_density(self, z: torch.Tensor) -> torch.Tensor:
+        return self.neg_energy(z) + self.base_log_density(z)
+
+
+def _gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``log N(x; μ, diag σ²)`` summed over the last dimension."""
+    return (-0.5 * ((x - mu) / sigma).pow(2) - sigma.log()
+            - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 PRIORS: dict[str, type[Prior]] = {"gaussian": GaussianPrior, "ebm": EBMPrior,
-                                  "symbol": SymbolVectorPrior, "nce": ProductOfRatiosPrior}
+                                  "symbol": SymbolVectorPrior, "nce": ProductOfRatiosPrior,
+                                  "joint": JointLayerPrior, "layers": LayeredGaussianPrior}
 
 
 def build_prior(kind: str, latent: LatentSpec, settings: PriorSettings) -> Prior:

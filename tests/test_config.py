@@ -12,10 +12,14 @@ def test_every_preset_resolves_and_validates():
     for name in PRESETS:
         cfg = preset_config(name)
         assert cfg.preset == name
-        if name.startswith("abp-"):
-            assert cfg.model.prior == "gaussian"
+        if name.startswith("abp-"):  # the twin's networks with the energy switched off
             twin = preset_config(name[4:])
-            assert cfg.model.n_z == twin.model.n_z and cfg.model.generator == twin.model.generator
+            assert cfg.model.prior == {"joint": "layers"}.get(twin.model.prior, "gaussian")
+            assert cfg.method_name == twin.method_name or cfg.model.prior == "gaussian"
+            assert cfg.model.generator == twin.model.generator
+            assert cfg.model.data_shape == twin.model.data_shape
+            width = "latent_sizes" if cfg.model.prior == "layers" else "n_z"
+            assert getattr(cfg.model, width) == getattr(twin.model, width)
     for required in ("digits", "mnist", "fashion-mnist", "svhn", "cifar10", "celeba64", "toy2d"):
         assert required in PRESETS and f"abp-{required}" in PRESETS
 

@@ -9,7 +9,15 @@ import torch
 import lebm
 from lebm.latent import LatentSpec
 from lebm.methods import METHODS, Batch
-from lebm.models import MODEL_CLASSES, ChainConfig, LatentEBM, LatentModel, ModelConfig
+from lebm.models import (
+    MODEL_CLASSES,
+    ChainConfig,
+    HierarchicalConfig,
+    HierarchicalEBM,
+    LatentEBM,
+    LatentModel,
+    ModelConfig,
+)
 from lebm.priors import PRIORS, PriorSettings, build_prior
 
 GENERATORS = {
@@ -19,15 +27,18 @@ GENERATORS = {
     "conv-28": dict(generator="conv", data_shape=(1, 28, 28), ngf=8),
     "conv-32": dict(generator="conv", data_shape=(3, 32, 32), ngf=8),
     "conv-64": dict(generator="conv", data_shape=(3, 64, 64), ngf=4),
+    "conv-wide-28": dict(generator="conv-wide", data_shape=(1, 28, 28), ngf=2),
 }
-# the model each method trains (every method in METHODS must appear here)
+# the model class and model settings each method trains (every method in METHODS must appear)
 METHOD_MODELS = {
-    "lebm": dict(prior="ebm", energy_widths=(16, 16)),
-    "abp": dict(prior="gaussian"),
-    "vae": dict(prior="gaussian", encoder="auto", inference="encoder"),
-    "svebm": dict(prior="symbol", n_classes=3, energy_widths=(16, 16), encoder="auto",
-                  inference="encoder"),
-    "nce": dict(prior="nce", max_stages=1, energy_widths=(16, 16)),
+    "lebm": ("LatentEBM", dict(n_z=6, prior="ebm", energy_widths=(16, 16))),
+    "abp": ("LatentEBM", dict(n_z=6, prior="gaussian")),
+    "vae": ("LatentEBM", dict(n_z=6, prior="gaussian", encoder="auto", inference="encoder")),
+    "svebm": ("LatentEBM", dict(n_z=6, prior="symbol", n_classes=3, energy_widths=(16, 16),
+                                encoder="auto", inference="encoder")),
+    "nce": ("LatentEBM", dict(n_z=6, prior="nce", max_stages=1, energy_widths=(16, 16))),
+    "joint": ("HierarchicalEBM", dict(latent_sizes=(4, 2), energy_widths=(16,),
+                                      upper_energy_widths=(8,), backbone_widths=(16,))),
 }
 # every likelihood on the generators it fits, and data it takes
 LIKELIHOOD_CASES = {
@@ -38,7 +49,8 @@ LIKELIHOOD_CASES = {
 TOKENS = dict(generator="mlp", data_shape=(5,), gen_widths=(16,), gen_output="identity",
               n_categories=7)
 # how each registered model class is built for the contract (every class must appear)
-MODEL_BUILDERS = {"LatentEBM": lambda **kw: LatentEBM(ModelConfig(**kw))}
+MODEL_BUILDERS = {"LatentEBM": lambda **kw: LatentEBM(ModelConfig(**kw)),
+                  "HierarchicalEBM": lambda **kw: HierarchicalEBM(HierarchicalConfig(**kw))}
 SHORT = dict(prior_chain=ChainConfig(n_steps=3, step_size=0.4),
              posterior_chain=ChainConfig(n_steps=3, step_size=0.1))
 
@@ -53,20 +65,23 @@ def _data(model: LatentModel, n: int, seed: int = 0) -> torch.Tensor:
     return torch.where(x > 0, 1.0, -1.0) if kind == "bernoulli" else x
 
 
-def _model(gen: str, method: str, likelihood: str = "gaussian",
-           model_class: str = "LatentEBM") -> LatentModel:
+def _model(gen: str, method: str, likelihood: str = "gaussian") -> LatentModel:
     arch = dict(TOKENS) if gen == "tokens" else dict(GENERATORS[gen])
-    spec = dict(METHOD_MODELS[method])
+    model_class, spec = METHOD_MODELS[method]
+    spec = dict(spec)
     if spec.get("encoder") == "auto":
-        spec["encoder"] = arch["generator"]
+        spec["encoder"] = "conv" if arch["generator"].startswith("conv") else "mlp"
     if likelihood != "gaussian":
         arch["gen_output"] = "identity"  # logits
-    return MODEL_BUILDERS[model_class](n_z=6, likelihood=likelihood, **SHORT, **arch, **spec)
+    return MODEL_BUILDERS[model_class](likelihood=likelihood, **SHORT, **arch, **spec)
 
 
 def test_every_registry_entry_has_a_contract_case():
     assert set(METHOD_MODELS) == set(METHODS)
     assert set(MODEL_BUILDERS) == set(MODEL_CLASSES)
+    assert {cls for cls, _ in METHOD_MODELS.values()} == set(MODEL_CLASSES)
+    for name, (cls, _) in METHOD_MODELS.items():
+        assert METHODS[name].Model is MODEL_CLASSES[cls]
     from lebm.likelihoods import LIKELIHOODS
 
     assert set(LIKELIHOOD_CASES) == set(LIKELIHOODS)
@@ -101,8 +116,12 @@ def _check_contract(model: LatentModel, method_name: str, tmp_path) -> None:
     # a new NCE stage starts at r ≡ 0 (last layer zero): the layers below it get no gradient
     # yet, and at r = 0 the logistic loss's bias gradient is ½ − ½ = 0 on balanced batches
     prior_params = [n for n, _ in model.named_parameters() if n.startswith("prior.")]
+    # (joint: the output bias of each layer's f_i)
     out_bias = {"lebm": prior_params[-1:],
-                "nce": [n for n in prior_params if n != prior_params[-2]]}.get(method_name, [])
+                "nce": [n for n in prior_params if n != prior_params[-2]],
+                "joint": [f"prior.energies.{i}.{list(dict(f.named_parameters()))[-1]}"
+                          for i, f in enumerate(getattr(model.prior, "energies", ()))],
+                }.get(method_name, [])
     for name, loss in out.losses.items():
         model.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,19 +159,18 @@ def test_model_contract(gen: str, method_name: str, tmp_path):
     _check_contract(_model(gen, method_name), method_name, tmp_path)
 
 
-@pytest.mark.parametrize("model_class", MODEL_BUILDERS)
 @pytest.mark.parametrize("method_name", METHOD_MODELS)
 @pytest.mark.parametrize("likelihood, gen", [(lik, g) for lik, gens in LIKELIHOOD_CASES.items()
                                              for g in gens if lik != "gaussian"])
 def test_model_contract_per_likelihood(likelihood: str, gen: str, method_name: str,
-                                       model_class: str, tmp_path):
+                                       tmp_path):
     torch.manual_seed(0)
-    needs_encoder = METHOD_MODELS[method_name].get("encoder") == "auto"
+    needs_encoder = METHOD_MODELS[method_name][1].get("encoder") == "auto"
     if likelihood == "categorical" and needs_encoder:
         with pytest.raises(ValueError, match="no encoder reads token data"):
-            _model(gen, method_name, likelihood, model_class)
+            _model(gen, method_name, likelihood)
         return
-    model = _model(gen, method_name, likelihood, model_class)
+    model = _model(gen, method_name, likelihood)
     assert model.likelihood.name == likelihood
     _check_contract(model, method_name, tmp_path)
 
@@ -190,23 +208,41 @@ PRIOR_SETTINGS = PriorSettings(sigma0=0.7, n_classes=3, energy_widths=(8,))
 @pytest.mark.parametrize("kind", PRIORS)
 def test_prior_contract(kind: str):
     torch.manual_seed(0)
-    latent = LatentSpec((4,))
+    latent = LatentSpec((3, 2))  # two blocks: flat priors read z as one 5-d vector
     prior = build_prior(kind, latent, PRIOR_SETTINGS)
     assert prior.kind == kind and prior.latent == latent
-    z = torch.randn(6, 4)
-    # log p̃ = f + base, with base the reference N(0, σ0²) up to its normaliser
+    z = torch.randn(6, 5)
+    # log p̃ = f + base
     torch.testing.assert_close(prior.log_density(z), prior.neg_energy(z)
                                + prior.base_log_density(z))
-    ref = torch.distributions.Normal(0.0, 0.7).log_prob(z).sum(1)
-    torch.testing.assert_close(prior.base_log_density(z) + prior.base_log_normalizer(), ref)
-    # exact reference draws, seeded
+    # the base is normalised by base_log_normalizer (importance sampling from N(0, 2² I)),
+    # and sample_base draws exactly from it: its mean matches the importance-weighted mean
+    g = torch.Generator().manual_seed(3)
+    u = 2.0 * torch.randn(200_000, 5, generator=g)
+    with torch.no_grad():
+        log_b = prior.base_log_density(u) + prior.base_log_normalizer()
+        log_w = log_b - torch.distributions.Normal(0.0, 2.0).log_prob(u).sum(1)
+    w = log_w.double().exp()
+    assert abs(float(w.mean()) - 1) < 0.02
     a = prior.sample_base(20000, torch.Generator().manual_seed(1))
-    assert a.shape == (20000, 4)
-    torch.testing.assert_close(a.std(0), torch.full((4,), 0.7), atol=0.02, rtol=0)
+    assert a.shape == (20000, 5)
+    weighted_mean = (w[:, None] * u.double()).sum(0) / w.sum()
+    torch.testing.assert_close(a.double().mean(0), weighted_mean, atol=0.05, rtol=0)
+    if "layers" not in prior.capabilities:  # the plain reference N(0, σ0² I)
+        ref = torch.distributions.Normal(0.0, 0.7).log_prob(z).sum(1)
+        torch.testing.assert_close(prior.base_log_density(z) + prior.base_log_normalizer(),
+                                   ref)
+        torch.testing.assert_close(a.std(0), torch.full((5,), 0.7), atol=0.02, rtol=0)
     torch.testing.assert_close(a, prior.sample_base(20000, torch.Generator().manual_seed(1)),
                                rtol=0, atol=0)
     # capabilities are declared, not inferred from the class
-    assert prior.needs_chain == bool(list(prior.parameters()))
+    assert prior.needs_chain == ("energy" in prior.capabilities)
+    if "energy" not in prior.capabilities:  # f ≡ 0: the prior is its base
+        torch.testing.assert_close(prior.log_density(z), prior.base_log_density(z))
+    if {"energy", "layers"} <= prior.capabilities:
+        terms = prior.layer_energies(z)
+        assert len(terms) == latent.n_layers
+        torch.testing.assert_close(prior.neg_energy(z), torch.stack(terms).sum(0))
     if "symbols" in prior.capabilities:
         logits = prior.logits(z)
         assert logits.shape == (6, prior.n_classes)

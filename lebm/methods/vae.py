@@ -52,7 +52,7 @@ def vae_twin(name: str, p: Preset) -> Preset:
     over = {k: dict(v) for k, v in p.overrides.items()}
     model = over.setdefault("model", {})
     model.update(prior="gaussian", inference="encoder",
-                 encoder="conv" if model.get("generator", "conv") == "conv" else "mlp")
+                 encoder="conv" if model.get("generator", "conv").startswith("conv") else "mlp")
     method = over.get("method", {})
     over["method"] = {k: v for k, v in method.items() if k == "lr_decay"}
     return Preset(f"VAE baseline of '{name}': its generator, Gaussian prior, amortised "

@@ -13,7 +13,7 @@ from torch import nn
 from lebm.latent import LatentSpec
 from lebm.nets.activations import make_activation
 
-GENERATORS = ("mlp", "conv")
+GENERATORS = ("mlp", "conv", "conv-wide")
 
 
 class MLPGenerator(nn.Module):
@@ -105,6 +105,43 @@ class ConvGenerator(nn.Module):
         return self.net(z.view(z.shape[0], -1, 1, 1))
 
 
+class WideConvGenerator(nn.Module):
+    """The joint-EBM papers' generator (Cui, Wu & Han 2023, REFERENCE §3.4): ``z`` (as
+    ``n_z×1×1``) → ``16·ngf`` channels at ``s0×s0`` (``s0`` 8, or 7 for 28×28) with an
+    ``s0×s0`` kernel; each further layer doubles the resolution and halves the channels
+    (kernel 4, stride 2, padding 1); a final 3×3 stride-1 layer gives the image. LeakyReLU(0.2)
+    by default, no normalisation, PyTorch's default initialisation. At 32×32 with ``ngf=64``:
+    1024 (8×8) → 512 (16×16) → 256 (32×32) → 3.
+    """
+
+    def __init__(self, n_z: int, out_shape: Sequence[int], ngf: int = 64,
+                 activation: str = "leaky_relu", output: str = "tanh") -> None:
+        super().__init__()
+        if output not in ("tanh", "identity"):
+            raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
+        channels, height, width = out_shape
+        if height != width:
+            raise ValueError(f"conv generator needs square images, got {height}×{width}")
+        s0 = 7 if height % 7 == 0 else 8
+        n_up = (height // s0).bit_length() - 1
+        if s0 << n_up != height:
+            raise ValueError(f"generator conv-wide supports image sizes 8·2^k and 7·2^k "
+                             f"(e.g. 28, 32, 64), got {height}")
+        self.out_shape = (channels, height, width)
+        c = 16 * ngf
+        layers: list[nn.Module] = [nn.ConvTranspose2d(n_z, c, s0, 1, 0)]
+        for _ in range(n_up):
+            layers += [make_activation(activation), nn.ConvTranspose2d(c, c // 2, 4, 2, 1)]
+            c //= 2
+        layers += [make_activation(activation), nn.ConvTranspose2d(c, channels, 3, 1, 1)]
+        if output == "tanh":
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
 def build_generator(
     kind: str,
     latent: LatentSpec,
@@ -115,11 +152,16 @@ def build_generator(
     activation: str = "leaky_relu",
     output: str = "tanh",
 ) -> nn.Module:
-    """Build a generator by name (``mlp`` or ``conv``) from the flat latent of ``latent``."""
+    """Build a generator by name (``mlp``, ``conv`` or ``conv-wide``) reading the flat
+    latent of ``latent``."""
     if kind == "mlp":
         return MLPGenerator(latent.dim, out_shape, widths, activation, output)
     if kind == "conv":
         if len(out_shape) != 3:
             raise ValueError(f"conv generator needs image data (C, H, W), got shape {out_shape}")
         return ConvGenerator(latent.dim, out_shape, ngf, activation, output)
+    if kind == "conv-wide":
+        if len(out_shape) != 3:
+            raise ValueError(f"conv generator needs image data (C, H, W), got shape {out_shape}")
+        return WideConvGenerator(latent.dim, out_shape, ngf, activation, output)
     raise ValueError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")

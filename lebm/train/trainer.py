@@ -496,11 +496,16 @@ class Trainer:
     def write_plots(self) -> None:
         rows = [r for r in read_metrics(self.run_dir / "metrics.jsonl") if "event" not in r]
         plots = self.run_dir / "plots"
+        seen = sorted({k for r in rows for k in r})
+        layered = [k for k in seen if k.startswith(("loss_energy_", "f_pos_", "f_neg_"))]
         plot_curves(rows, {"generator loss": ["loss_generator", "loss_model"],
-                           "EBM loss": ["loss_energy"], "KL(q ‖ prior)": ["kl"],
+                           "EBM loss": ["loss_energy"] + [k for k in layered
+                                                          if k.startswith("loss_energy_")],
+                           "backbone loss": ["loss_backbone"], "KL(q ‖ prior)": ["kl"],
                            "reconstruction MSE / pixel": ["mse"]}, plots / "losses.png",
                     log_y=("generator loss",))
-        plot_curves(rows, {"f on posterior vs prior samples": ["f_pos", "f_neg"],
+        plot_curves(rows, {"f on posterior vs prior samples": ["f_pos", "f_neg"] + [
+                               k for k in layered if not k.startswith("loss_")],
                            "latent norms": ["z_post_norm", "z_prior_norm"]},
                     plots / "energy.png")
         plot_curves(rows, {"chain log-density (first → last step)":

@@ -1,0 +1,213 @@
+"""Joint latent EBM prior for a multi-layer generator, by maximum likelihood.
+
+Cui, Wu & Han (CVPR 2023); REFERENCE §3.2. The model (``HierarchicalEBM``):
+
+    p(z_1..L) ∝ exp(Σ_i f_i(z_i)) · Π_{i<L} N(z_i; μ_i(z_{i+1}), σ_i²(z_{i+1})) · N(z_L; 0, σ0²)
+    x ~ N(g(z_1), σ² I)
+
+One iteration, all chains over every layer at once (one flat ``z``):
+
+1. posterior chain (40 steps of 0.1 in the paper) on ``log p̃(z) + log p(x | g(z_1))``;
+2. prior chain (60 steps of 0.4) on ``log p̃(z)``; both with the parameters as they stand;
+3. decoder: ``−log p(x | g(z_1))`` at the posterior samples (``MSE / (2σ²)`` summed over
+   pixels, batch-averaged; ``recon_loss="sum"``: the squared error alone, LEBM's scaling);
+4. backbone: ``E_prior[Σ_i log p(z_i|z_{i+1})] − E_post[Σ_i log p(z_i|z_{i+1})]``. It is
+   contrastive because the tilt makes the normaliser depend on the backbone;
+5. each ``f_i`` with its own Adam: ``mean f_i(z_prior) − mean f_i(z_post)``.
+
+Chain outputs are detached before the losses. With ``model.prior=layers`` (no energies) the
+prior is the normalised backbone: no prior chain, and step 4 is the plain likelihood
+``−E_post[Σ_i log p(z_i|z_{i+1})]`` (its prior term has zero gradient in expectation): the
+hierarchical ABP baseline on the same networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from lebm.methods.base import Batch, Method, OptimizerSpec, Preset, StepOutput, chain_metrics
+from lebm.methods.lebm import FAST_PATH
+from lebm.models import HierarchicalEBM, LatentModel
+from lebm.priors import JointLayerPrior, LayeredGaussianPrior
+
+
+@dataclass
+class JointConfig:
+    """Optimisation settings (defaults: the CVPR'23 code, REFERENCE §3.4)."""
+
+    lr_g: float = field(default=1e-4, metadata={"gt": 0, "help": "generator g"})
+    lr_b: float = field(default=1e-4, metadata={
+        "gt": 0, "help": "backbone conditionals p(z_i | z_{i+1})"})
+    lr_e: float = field(default=2e-5, metadata={"gt": 0, "help": "every energy f_i"})
+    beta1: float = field(default=0.9, metadata={"min": 0, "lt": 1})
+    beta2: float = field(default=0.999, metadata={"min": 0, "lt": 1})
+    lr_decay: float = field(default=1.0, metadata={"gt": 0, "max": 1,
+                                                   "help": "LR factor per epoch"})
+    recon_loss: str = field(default="gaussian", metadata={
+        "choices": ("gaussian", "sum"),
+        "help": "gaussian: −log p(x|z) (MSE/(2σ²), the paper's); sum: ‖x − g(z)‖²"})
+    grad_clip: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
+
+
+class JointMLE(Method):
+    """MLE of a generator under a joint (or plain) layered prior."""
+
+    name: ClassVar[str] = "joint"
+    Config: ClassVar[type] = JointConfig
+    Model: ClassVar[type[LatentModel]] = HierarchicalEBM
+    requires: ClassVar[frozenset[str]] = frozenset({"layers"})
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        return dict(JOINT_PRESETS)
+
+    @property
+    def prior(self) -> LayeredGaussianPrior:
+        prior = self.model.prior
+        assert isinstance(prior, LayeredGaussianPrior)
+        return prior
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        c = self.config
+        betas = (c.beta1, c.beta2)
+
+        def spec(params: Any, lr: float) -> OptimizerSpec:
+            return OptimizerSpec(list(params), lr, betas, 0.0, c.lr_decay, c.grad_clip)
+
+        specs = {"generator": spec(self.model.generator.parameters(), c.lr_g),
+                 "backbone": spec(self.prior.conditionals.parameters(), c.lr_b)}
+        if isinstance(self.prior, JointLayerPrior):
+            for i, f in enumerate(self.prior.energies, 1):
+                specs[f"energy_{i}"] = spec(f.parameters(), c.lr_e)
+        return specs
+
+    def step(self, batch: Batch, generator: torch.Generator,
+             diagnostics: bool = False) -> StepOutput:
+        model, prior, x = self.model, self.prior, batch.x
+        z_post, post_trace = model.infer_latent(x, generator, record=diagnostics,
+                                                step_scale=self.step_scale)
+        tilted = isinstance(prior, JointLayerPrior)
+        if tilted:
+            z_prior, prior_trace = model.sample_latent(x.shape[0], generator, record=diagnostics,
+                                                       step_scale=self.step_scale)
+
+        out = model.generate(z_post)
+        if self.config.recon_loss == "sum":
+            loss_g = model.likelihood.distance(x, out).mean()
+        else:
+            loss_g = -model.likelihood.log_prob(x, out).mean()
+        metrics = {**model.likelihood.metrics(x, out),
+                   "z_post_norm": z_post.norm(dim=1).mean()}
+
+        lp_post = torch.stack(prior.conditional_log_probs(z_post)).sum(0).mean()
+        losses = {"generator": loss_g, "backbone": -lp_post}
+        metrics["backbone_logp_post"] = lp_post.detach()
+        if tilted:
+            assert isinstance(prior, JointLayerPrior)
+            lp_prior = torch.stack(prior.conditional_log_probs(z_prior)).sum(0).mean()
+            losses["backbone"] = lp_prior - lp_post
+            metrics["backbone_logp_prior"] = lp_prior.detach()
+            f_pos_total = f_neg_total = x.new_zeros(())
+            for i, (pos, neg) in enumerate(zip(prior.layer_energies(z_post),
+                                               prior.layer_energies(z_prior)), 1):
+                f_pos, f_neg = pos.mean(), neg.mean()
+                losses[f"energy_{i}"] = f_neg - f_pos
+                metrics.update({f"f_pos_{i}": f_pos.detach(), f"f_neg_{i}": f_neg.detach()})
+                f_pos_total = f_pos_total + f_pos.detach()
+                f_neg_total = f_neg_total + f_neg.detach()
+            # the totals: what the Trainer's energy guard watches
+            metrics.update(f_pos=f_pos_total, f_neg=f_neg_total,
+                           z_prior_norm=z_prior.norm(dim=1).mean())
+        if diagnostics:
+            metrics.update(chain_metrics("post", post_trace))
+            if tilted:
+                metrics.update(chain_metrics("prior", prior_trace))
+        return StepOutput(losses, metrics)
+
+
+# ---------------------------------------------------------------------------- presets
+
+def _joint_chains() -> dict[str, Any]:
+    return dict(prior_chain=dict(n_steps=60, step_size=0.4),
+                posterior_chain=dict(n_steps=40, step_size=0.1))
+
+
+# The CVPR'23 code's configuration (joint-training/train_cifar10.py argparse defaults,
+# REFERENCE §3.4): z1 128, z2 100; f1 3×200, f2 2×100, p(z1|z2) 4×200, LeakyReLU(0.2); the
+# wide 4-layer generator; σ 0.3; Adam with default betas, E 2e-5, G and p(z1|z2) 1e-4, no
+# decay; batch 100 with the partial batch dropped; 101 epochs; seed 1224; float32; training
+# stops at the first NaN. The code's top layer is N(0, (e^0 + 0.01)²), i.e. σ0 = 1.01.
+PAPER_MODEL: dict[str, Any] = dict(
+    latent_sizes=(128, 100), generator="conv-wide", ngf=64, energy_widths=(200, 200, 200),
+    upper_energy_widths=(100, 100), backbone_widths=(200, 200, 200, 200), sigma0=1.01,
+    sigma=0.3, **_joint_chains())
+PAPER_METHOD: dict[str, Any] = dict(lr_g=1e-4, lr_b=1e-4, lr_e=2e-5)
+
+
+def _paper_train(steps_per_epoch: int) -> dict[str, Any]:
+    return dict(batch_size=100, max_steps=101 * steps_per_epoch, drop_last=True, seed=1224,
+                recon_guard=0.0, on_divergence="stop", sample_every=2000,
+                checkpoint_every=2000)
+
+
+# CPU-sized: LEBM's MNIST generator (conv, ngf 32) reading z1 = 16, under z2 = 8, so that
+# `joint-mnist` and `mnist` differ only in the prior; the paper's energy and backbone widths;
+# the `mnist` preset's learning rates (2e-4 for g and the backbone, 5e-5 for the energies).
+MNIST_JOINT_MODEL: dict[str, Any] = dict(
+    latent_sizes=(16, 8), generator="conv", ngf=32, energy_widths=(200, 200, 200),
+    upper_energy_widths=(100, 100), backbone_widths=(200, 200, 200, 200), sigma=0.3,
+    **_joint_chains(), precision=FAST_PATH)
+MNIST_JOINT_METHOD: dict[str, Any] = dict(lr_g=2e-4, lr_b=2e-4, lr_e=5e-5)
+MNIST_TRAIN: dict[str, Any] = dict(max_steps=30_000, sample_every=1000, checkpoint_every=1000)
+
+_BASE: dict[str, Preset] = {
+    "joint-digits": Preset(
+        "sklearn 8×8 digits, MLP generator reading z1 = 16 under z2 = 8; the `digits` "
+        "preset's generator, chains and learning rates (a few minutes on 2 CPU cores)",
+        "joint", {"data": dict(name="digits"),
+                  "model": dict(latent_sizes=(16, 8), generator="mlp", gen_widths=(256, 256),
+                                energy_widths=(100, 100), upper_energy_widths=(100, 100),
+                                backbone_widths=(100, 100), sigma=0.3,
+                                prior_chain=dict(n_steps=40, step_size=0.4),
+                                posterior_chain=dict(n_steps=20, step_size=0.1)),
+                  "method": dict(lr_g=1e-3, lr_b=1e-3, lr_e=1e-4, lr_decay=0.995),
+                  "train": dict(max_steps=3000, batch_size=100, sample_every=500,
+                                checkpoint_every=500)}),
+    "joint-mnist": Preset(
+        "MNIST, two-layer generator (z 16 + 8) under a joint EBM prior; CPU-sized",
+        "joint", {"data": dict(name="mnist"), "model": MNIST_JOINT_MODEL,
+                  "method": MNIST_JOINT_METHOD, "train": MNIST_TRAIN}),
+    "joint-fashion-mnist": Preset(
+        "Fashion-MNIST, two-layer generator (z 16 + 8) under a joint EBM prior; CPU-sized",
+        "joint", {"data": dict(name="fashion-mnist"), "model": MNIST_JOINT_MODEL,
+                  "method": MNIST_JOINT_METHOD, "train": MNIST_TRAIN}),
+    "joint-svhn": Preset(
+        "SVHN 32×32: the CVPR'23 joint-EBM code's configuration (REFERENCE §3.4)",
+        "joint", {"data": dict(name="svhn"), "model": PAPER_MODEL, "method": PAPER_METHOD,
+                  "train": _paper_train(732)}),
+    "joint-cifar10": Preset(
+        "CIFAR-10 32×32: the CVPR'23 joint-EBM code's configuration (REFERENCE §3.4)",
+        "joint", {"data": dict(name="cifar10"), "model": PAPER_MODEL, "method": PAPER_METHOD,
+                  "train": _paper_train(500)}),
+    "joint-celeba64": Preset(
+        "CelebA 64×64 from an image folder (data.root): the CVPR'23 settings with the wide "
+        "generator grown by one block (the paper's CelebA network is not published); 400 "
+        "steps per epoch: the 40,000-image 64×64 subset of the LEBM code",
+        "joint", {"data": dict(name="celeba", image_size=64), "model": PAPER_MODEL,
+                  "method": PAPER_METHOD, "train": _paper_train(400)}),
+}
+
+
+def _abp_twin(name: str, p: Preset) -> Preset:
+    """The same networks with the energies off: the backbone alone as the prior."""
+    over = {k: dict(v) for k, v in p.overrides.items()}
+    over["model"]["prior"] = "layers"
+    return Preset(f"hierarchical ABP baseline of '{name}': its generator and Gaussian "
+                  "backbone, no energies, posterior Langevin", "joint", over)
+
+
+JOINT_PRESETS: dict[str, Preset] = {
+    **_BASE, **{f"abp-{k}": _abp_twin(k, v) for k, v in _BASE.items()}}

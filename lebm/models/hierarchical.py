@@ -1,0 +1,110 @@
+"""``HierarchicalEBM``: a multi-layer generator under a joint latent EBM prior.
+
+    z_L ~ N(0, σ0²),  z_i | z_{i+1} ~ N(μ_i(z_{i+1}), σ_i²(z_{i+1})),  tilted by exp(Σ_i f_i(z_i)),
+    x ~ p(x | g(z_1))
+
+(with ``prior="layers"`` the tilt is off: the hierarchical ABP baseline)
+
+(Cui, Wu & Han, CVPR 2023; REFERENCE §3). The layers are one flat latent laid out by
+``LatentSpec(latent_sizes)``: every chain moves all layers jointly on the full log-density,
+and everything but building the parts lives in ``LatentModel``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from lebm import settings
+from lebm.errors import ConfigError
+from lebm.latent import LatentSpec
+from lebm.likelihoods import LIKELIHOODS, build_likelihood
+from lebm.models.base import LatentModel, register_model
+from lebm.models.config import CHAIN_ALIASES, ChainConfig, PrecisionConfig
+from lebm.nets import ACTIVATIONS, GENERATORS, BottomLayerGenerator, build_generator
+from lebm.priors import PRIORS, PriorSettings
+
+
+def _prior_chain() -> ChainConfig:
+    """The CVPR'23 prior chain: 60 Langevin steps of size 0.4 over all layers."""
+    return ChainConfig(n_steps=60, step_size=0.4)
+
+
+def _posterior_chain() -> ChainConfig:
+    """The CVPR'23 posterior chain: 40 Langevin steps of size 0.1 over all layers."""
+    return ChainConfig(n_steps=40, step_size=0.1)
+
+
+@dataclass
+class HierarchicalConfig:
+    """Constructor arguments of ``HierarchicalEBM``; saved as ``config.json``."""
+
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = CHAIN_ALIASES
+
+    latent_sizes: tuple[int, ...] = field(default=(16, 8), metadata={
+        "min": 1, "help": "sizes of z_1 (read by the generator) … z_L (the top)"})
+    prior: str = field(default="joint", metadata={
+        "choices": ("joint", "layers"),
+        "help": "joint: per-layer energies tilt the Gaussian backbone (CVPR'23); layers: "
+                "the backbone alone (the hierarchical ABP baseline)"})
+    generator: str = field(default="conv", metadata={"choices": GENERATORS})
+    gen_widths: tuple[int, ...] = field(default=(256, 256), metadata={"min": 1})
+    ngf: int = field(default=64, metadata={"min": 1, "help": "conv generator base width"})
+    gen_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})
+    gen_output: str = field(default="tanh", metadata={"choices": ("tanh", "identity")})
+    energy_widths: tuple[int, ...] = field(default=(200, 200, 200), metadata={
+        "min": 1, "help": "f_1's hidden widths"})
+    upper_energy_widths: tuple[int, ...] = field(default=(100, 100), metadata={
+        "min": 1, "help": "hidden widths of f_2 … f_L"})
+    energy_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})
+    backbone_widths: tuple[int, ...] = field(default=(200, 200, 200), metadata={
+        "min": 1, "help": "hidden widths of the conditionals p(z_i | z_{i+1})"})
+    sigma0: float = field(default=1.0, metadata={"gt": 0, "help": "std of the top layer"})
+    likelihood: str = field(default="gaussian", metadata={"choices": tuple(LIKELIHOODS)})
+    sigma: float = field(default=0.3, metadata={"gt": 0, "help": "Gaussian observation std"})
+    n_categories: int = field(default=0, metadata={"min": 0})
+    prior_chain: ChainConfig = field(default_factory=_prior_chain)
+    posterior_chain: ChainConfig = field(default_factory=_posterior_chain)
+    inference: str = field(default="langevin", metadata={
+        "choices": ("langevin",), "help": "posterior z: the posterior chain from noise"})
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    data_shape: tuple[int, ...] = field(default=(), metadata={"internal": True})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HierarchicalConfig:
+        cfg: HierarchicalConfig = settings.from_plain(cls, d)
+        settings.check(cfg)
+        return cfg
+
+    def rules(self, label: str) -> None:
+        if len(self.latent_sizes) < 2:
+            raise ConfigError(f"{label}latent_sizes: a hierarchical model needs at least two "
+                              f"layers, got {self.latent_sizes}")
+        if self.likelihood != "gaussian" and self.gen_output != "identity":
+            raise ConfigError(f"{label}likelihood={self.likelihood}: the generator outputs "
+                              f"logits; set {label}gen_output=identity")
+
+
+@register_model
+class HierarchicalEBM(LatentModel):
+    """Generator of ``z_1`` under a joint EBM prior over ``z_1 … z_L``."""
+
+    Config: ClassVar[Any] = HierarchicalConfig
+    config: HierarchicalConfig
+
+    def __init__(self, config: HierarchicalConfig) -> None:
+        settings.check(config)
+        latent = LatentSpec(config.latent_sizes)
+        super().__init__(config, latent)
+        c = config
+        likelihood = build_likelihood(c.likelihood, sigma=c.sigma, n_categories=c.n_categories)
+        net = build_generator(c.generator, LatentSpec(c.latent_sizes[:1]),
+                              likelihood.output_shape(self.data_shape), widths=c.gen_widths,
+                              ngf=c.ngf, activation=c.gen_activation, output=c.gen_output)
+        self.generator = BottomLayerGenerator(latent, net)
+        self.prior = PRIORS[c.prior].build(latent, PriorSettings(
+            sigma0=c.sigma0, energy_widths=c.energy_widths,
+            upper_energy_widths=c.upper_energy_widths, energy_activation=c.energy_activation,
+            backbone_widths=c.backbone_widths))
+        self.likelihood = likelihood
+        self.encoder = None
