@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the model's)")
     s.add_argument("--class", dest="class_", type=int, metavar="K",
                    help="sample symbol K of a symbol-vector prior (SV-EBM runs)")
+    s.add_argument("--vary-layers", type=int, metavar="V", help="hierarchical runs: the "
+                   "layer-semantics figure instead, one panel per latent layer: --n prior "
+                   "samples a row, each followed by V redraws of that layer with the others "
+                   "kept")
 
     c = sub.add_parser("reconstruct", help="write held-out images next to their reconstructions")
     c.add_argument("run_dir", type=Path, help="run folder")
@@ -182,6 +186,8 @@ def _cmd_sample(a: argparse.Namespace) -> int:
         raise LebmError(f"--steps must be >= 0, got {a.steps}")
     model = lebm.load(a.run_dir)
     gen = torch.Generator().manual_seed(a.seed)
+    if a.vary_layers is not None:
+        return _vary_layers(model, a, gen)
     try:
         x = model.sample(a.n, gen, class_=a.class_, n_steps=a.steps, step_size=a.step_size,
                          kernel=a.kernel)
@@ -192,6 +198,41 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     else:
         save_scatter({"samples": x[:, :2]}, a.out)
     print(f"wrote {a.n} samples to {a.out}")
+    return 0
+
+
+def _vary_layers(model: Any, a: argparse.Namespace, gen: Any) -> int:
+    """``lebm sample --vary-layers V``: the layer-semantics figure of a hierarchical run."""
+    import torch
+
+    from lebm.viz import save_layer_figure
+
+    if a.vary_layers < 1:
+        raise LebmError(f"--vary-layers must be >= 1, got {a.vary_layers}")
+    if not hasattr(model, "resample_layer"):
+        raise LebmError(f"{a.run_dir} is a {type(model).__name__}: --vary-layers needs a model "
+                        "with latent layers (the joint-* and abp-joint-* presets)")
+    if a.class_ is not None:
+        raise LebmError("--class and --vary-layers do not go together")
+    n, v = min(a.n, 16), a.vary_layers
+    overrides = dict(n_steps=a.steps, step_size=a.step_size, kernel=a.kernel)
+    try:
+        z, _ = model.sample_latent(n, gen, **overrides)
+        panels, titles = [], []
+        for level in range(model.latent.n_layers):
+            redrawn = [model.resample_layer(z, level, gen, **overrides) for _ in range(v)]
+            zs = torch.stack([z, *redrawn], 1)  # (n, 1 + v, dim)
+            with torch.no_grad():
+                x = model.decode(zs.flatten(0, 1))
+            if x.dim() != 4:
+                raise LebmError("--vary-layers draws images; this run's data are not images")
+            panels.append(x.view(n, 1 + v, *x.shape[1:]))
+            titles.append(f"z{level + 1} ({model.latent.sizes[level]}-d) redrawn")
+    except ValueError as exc:
+        raise LebmError(str(exc)) from exc
+    save_layer_figure(panels, titles, a.out)
+    print(f"wrote the layer figure ({n} samples, {v} redraws of each of "
+          f"{model.latent.n_layers} layers; first column: the sample) to {a.out}")
     return 0
 
 

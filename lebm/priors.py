@@ -356,6 +356,24 @@ class LayeredGaussianPrior(Prior):
             n, self.latent.sizes[-1], generator=generator, device=self._anchor.device),
             len(self.latent.sizes) - 1, generator)
 
+    def to_noise(self, z: torch.Tensor) -> torch.Tensor:
+        """The whitened noise of ``z``: ``ε_L = z_L / σ0`` and ``ε_i = (z_i − μ_i(z_{i+1})) /
+        σ_i(z_{i+1})``, flat like ``z``. The backbone is ``N(0, I)`` in these coordinates."""
+        zs = self.latent.split(z)
+        eps = [(zs[i] - mu) / sigma for i, (mu, sigma) in
+               enumerate(cond(zs[i + 1]) for i, cond in enumerate(self.conditionals))]
+        return self.latent.cat([*eps, zs[-1] / self.sigma0])
+
+    def from_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``z`` from its whitened noise (the inverse of ``to_noise``), differentiable in
+        ``eps``: ``z_L = σ0 ε_L``, then ``z_i = μ_i(z_{i+1}) + σ_i(z_{i+1}) ε_i`` downwards."""
+        es = self.latent.split(eps)
+        layers: list[torch.Tensor] = [es[-1] * self.sigma0]
+        for i in range(len(es) - 2, -1, -1):
+            mu, sigma = self.conditionals[i](layers[0])
+            layers.insert(0, mu + sigma * es[i])
+        return self.latent.cat(layers)
+
     @torch.no_grad()
     def sample_layers(self, top: torch.Tensor, level: int,
                       generator: torch.Generator | None = None,

@@ -57,6 +57,27 @@ def save_pairs_grid(originals: torch.Tensor, reconstructions: torch.Tensor,
     return save_image_grid(paired, path, nrow=2 * pairs_per_row)
 
 
+def save_layer_figure(panels: Sequence[torch.Tensor], titles: Sequence[str],
+                      path: str | os.PathLike) -> Path:
+    """One panel per latent layer, side by side: each ``(rows, cols, C, H, W)`` images in
+    [-1, 1] (a row per prior sample, its first column the sample itself and the others with
+    that panel's layer redrawn)."""
+    if len(panels) != len(titles) or not panels:
+        raise ValueError("save_layer_figure needs one title per panel, at least one panel")
+    plt = _pyplot()
+    rows, cols = panels[0].shape[:2]
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.55 * cols * len(panels) + 0.5,
+                                                        0.55 * rows + 0.6), squeeze=False)
+    for ax, panel, title in zip(axes[0], panels, titles):
+        grid = image_grid(panel.flatten(0, 1), nrow=cols)
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray",
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save_figure(fig, path)
+
+
 def _pyplot():
     import matplotlib
 

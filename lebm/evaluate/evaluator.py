@@ -393,8 +393,8 @@ def anomaly_scores(model: LatentModel, x: torch.Tensor, generator: torch.Generat
                                    log_z=(0.0, 0.0))
             out.append(-ll.cpu())
     if kind == "joint":
-        what = ("−log p̃(x, z) = −log p(x|g(z)) − f(z) + ‖z‖²/(2σ0²) at z from the model's "
-                f"inference ({model.config.inference})"
+        what = ("−log p̃(x, z) = −log p(x|z) − log p̃(z) (the prior's unnormalised "
+                f"log-density) at z from the model's inference ({model.config.inference})"
                 + (f", mean over {n_chains} draws" if n_chains > 1 else ""))
     else:
         what = "−log p(x) + log Z by importance sampling (64 draws, posterior-chain proposal)"

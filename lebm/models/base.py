@@ -246,9 +246,11 @@ class LatentModel(nn.Module):
     @torch.no_grad()
     def anomaly_score(self, x: torch.Tensor, generator: torch.Generator | None = None,
                       batch_size: int = 500, n_chains: int = 1) -> torch.Tensor:
-        """``−log p̃(x, z) = −log p(x | g(z)) − f(z) + ‖z‖²/(2σ0²)`` at the inferred ``z``.
+        """``−log p̃(x, z) = −log p(x | g(z)) − log p̃(z)`` at the inferred ``z``.
 
-        The negative unnormalised log-joint (REFERENCE §1.5); higher means more anomalous.
+        The negative unnormalised log-joint (REFERENCE §1.5: ``−f(z) + ‖z‖²/(2σ0²)`` for the
+        prior term of a flat latent EBM; the layered log-density for a hierarchical model);
+        higher means more anomalous.
         With ``n_chains > 1`` the mean over that many independent posterior draws. Shape
         ``(batch,)``; evaluated in batches of ``batch_size``.
         """

@@ -15,14 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
+
 from lebm import settings
 from lebm.errors import ConfigError
 from lebm.latent import LatentSpec
 from lebm.likelihoods import LIKELIHOODS, build_likelihood
-from lebm.models.base import LatentModel, register_model
+from lebm.models.base import ChainOverrides, LatentModel, register_model
 from lebm.models.config import CHAIN_ALIASES, ChainConfig, PrecisionConfig
 from lebm.nets import ACTIVATIONS, GENERATORS, BottomLayerGenerator, build_generator
 from lebm.priors import PRIORS, PriorSettings
+from lebm.sampling import run_chain
 
 
 def _prior_chain() -> ChainConfig:
@@ -108,3 +111,39 @@ class HierarchicalEBM(LatentModel):
             backbone_widths=c.backbone_widths))
         self.likelihood = likelihood
         self.encoder = None
+
+    def resample_layer(self, z: torch.Tensor, level: int,
+                       generator: torch.Generator | None = None,
+                       **overrides: ChainOverrides) -> torch.Tensor:
+        """``z`` with layer ``level`` (0-based; 0 is ``z_1``) redrawn and the *noise* of every
+        other layer kept: the papers' layer-semantics figure, what one layer encodes.
+
+        In the backbone's whitened coordinates ε (``prior.to_noise``; the backbone is
+        ``N(0, I)`` there) the prior is ``∝ exp(Σ_j f_j(z_j(ε))) N(ε; 0, I)``, so ``ε_level``
+        given the other ε is drawn from ``∝ exp(Σ_j f_j(z_j(ε))) N(ε_level; 0, I)``: exactly
+        by ``N(0, I)`` for the backbone alone (``prior="layers"``), else by the prior chain's
+        kernel (``overrides`` as in ``sample_latent``) over ``ε_level`` only, from
+        ``N(0, I)``. The layers above keep their values; those below keep their noise and
+        follow the new layer through ``μ_i, σ_i``.
+        """
+        sizes = self.latent.sizes
+        if not 0 <= level < len(sizes):
+            raise ValueError(f"level must be in 0..{len(sizes) - 1}, got {level}")
+        if z.dim() != 2 or z.shape[1] != self.latent.dim:
+            raise ValueError(f"z must be (n, {self.latent.dim}), got {tuple(z.shape)}")
+        prior: Any = self.prior  # a LayeredGaussianPrior or JointLayerPrior
+        with torch.no_grad():
+            eps = list(self.latent.split(prior.to_noise(z.detach())))
+        u0 = torch.randn(z.shape[0], sizes[level], generator=generator, device=z.device)
+        if prior.needs_chain:
+            def target(u: torch.Tensor) -> torch.Tensor:
+                e = self.latent.cat([u if i == level else v for i, v in enumerate(eps)])
+                return prior.neg_energy(prior.from_noise(e)) - 0.5 * u.pow(2).sum(1)
+
+            chain = self.chain("prior", **overrides)
+            with self.chain_mode():
+                u0, _ = run_chain(chain.make_kernel(), target, u0, chain.n_steps,
+                                  generator=generator)
+        eps[level] = u0.detach()
+        with torch.no_grad():
+            return prior.from_noise(self.latent.cat(eps))
