@@ -206,3 +206,26 @@ def test_anomaly_mnist_scores_both_protocol_test_sets(tmp_path):
     config = json.loads((tmp_path / "runs" / "vae-d4-s0" / "config.json").read_text())
     assert config["config"]["data"]["holdout_protocol"] == "zenati"
     assert "zenati-disjoint" in (tmp_path / "anomaly_mnist.md").read_text()
+
+
+def test_joint_vs_lebm_scores_the_last_checkpoint_within_each_budget(tmp_path, monkeypatch):
+    """The equal-wall-clock comparison reads each run's own training clock (logged
+    ``sec_per_step``) and picks the last checkpoint inside the budget, never one past it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import joint_vs_lebm as j
+
+    run = tmp_path / "run"
+    for step in (100, 200, 300):
+        (run / "checkpoints" / f"step_{step:08d}").mkdir(parents=True)
+    (run / "checkpoints" / "latest").write_text("step_00000300")
+    rows = [{"step": 50, "sec_per_step": 1.0}, {"step": 100, "sec_per_step": 1.0},
+            {"step": 150, "sec_per_step": 2.0}, {"step": 200, "sec_per_step": 2.0},
+            {"step": 250, "sec_per_step": 3.0}, {"loss": 1.0}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    pts = j.clock(run)
+    assert pts[-1] == (250, 50 * 1.0 + 50 * 1.0 + 50 * 2.0 + 50 * 2.0 + 50 * 3.0)
+    assert j.seconds_at(pts, 300) == 450 + 50 * 3.0  # past the last log: its rate
+    assert j.checkpoint_within(run, 99.0) is None
+    assert j.checkpoint_within(run, 100.0) == (100, 100.0)
+    assert j.checkpoint_within(run, 599.0) == (200, 300.0)
+    assert j.checkpoint_within(run, 600.0) == (300, 600.0)
