@@ -199,6 +199,60 @@ def test_estimator_losses_follow_the_paper():
     torch.testing.assert_close(out.losses["backbone"], -lp_post)
 
 
+@pytest.mark.parametrize("inference", ["encoder", "encoder+langevin"])
+def test_variational_gradients_are_the_elbo_and_the_contrastive_terms(inference: str):
+    """The variational variant's update, gradient by gradient: q gets the negative ELBO with
+    the joint prior (the prior's weights held fixed there), g the reconstruction at the
+    posterior samples, backbone and energies the contrastive terms at those samples (the q
+    sample itself, or the chain refined from it) against the prior chain."""
+    torch.manual_seed(0)
+    model = _model(encoder="mlp", inference=inference,
+                   prior_chain=ChainConfig(n_steps=3, step_size=0.4),
+                   posterior_chain=ChainConfig(n_steps=3, step_size=0.1))
+    method = METHODS["joint"](model, METHODS["joint"].Config())
+    assert set(method.optimizers()) == {"generator", "backbone", "energy_1", "energy_2",
+                                        "encoder"}
+    x = torch.randn(8, 4)
+    out = method.step(Batch(x), torch.Generator().manual_seed(5))
+    model.zero_grad()
+    sum(out.losses.values()).backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    # by hand, replaying the step's draws
+    g = torch.Generator().manual_seed(5)
+    prior, enc, gen = model.prior, model.encoder, model.generator
+    mu, logvar = model.encode(x)
+    z_q = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g)
+    z_post = z_q if inference == "encoder" else model.infer_latent(x, g, z0=z_q.detach())[0]
+    z_prior = model.sample_latent(8, g)[0]
+    nll_q = -model.likelihood.log_prob(x, gen(z_q)).mean()
+    elbo_loss = nll_q + (-prior.log_density(z_q) - 0.5 * logvar.sum(1)).mean()
+    nll_post = -model.likelihood.log_prob(x, gen(z_post.detach())).mean()
+    zp = z_post.detach()
+    contrastive = (prior.log_density(z_prior) - prior.log_density(zp)).mean()
+    want: dict[str, torch.Tensor] = {}
+    for name, loss, module in (("encoder", elbo_loss, enc), ("generator", nll_post, gen),
+                               ("prior", contrastive, prior)):
+        params = dict(module.named_parameters())
+        for (n, _), grad in zip(params.items(),
+                                torch.autograd.grad(loss, list(params.values()),
+                                                    retain_graph=True)):
+            want[f"{name}.{n}"] = grad
+    if inference == "encoder":  # the decoder loss is q's reconstruction term: no double count
+        for n, p in gen.named_parameters():
+            want[f"generator.{n}"] = torch.autograd.grad(nll_q, p, retain_graph=True)[0]
+    assert set(got) == set(want)
+    for n in want:
+        torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_variational_variant_needs_the_gaussian_nll():
+    from lebm.errors import ConfigError
+
+    model = _model(encoder="mlp", inference="encoder")
+    with pytest.raises(ConfigError, match="recon_loss=gaussian"):
+        METHODS["joint"](model, METHODS["joint"].Config(recon_loss="sum"))
+
+
 def test_joint_method_refuses_a_flat_model():
     from lebm.errors import ConfigError
     from lebm.models import LatentEBM, ModelConfig
@@ -244,7 +298,8 @@ JOINT_TINY = ["data.limit=200", "model.latent_sizes=4,2", "model.gen_widths=32",
               "train.progress=false"]
 
 
-@pytest.mark.parametrize("preset", ["joint-digits", "abp-joint-digits"])
+@pytest.mark.parametrize("preset", ["joint-digits", "abp-joint-digits", "joint-inf-digits",
+                                    "vae-joint-digits"])
 def test_training_resumes_exactly_and_loads(tmp_path, preset):
     straight = build_config(preset, JOINT_TINY, **{"train.max_steps": 12})
     Trainer(straight, tmp_path / "straight").fit()

@@ -19,6 +19,16 @@ Chain outputs are detached before the losses. With ``model.prior=layers`` (no en
 prior is the normalised backbone: no prior chain, and step 4 is the plain likelihood
 ``−E_post[Σ_i log p(z_i|z_{i+1})]`` (its prior term has zero gradient in expectation): the
 hierarchical ABP baseline on the same networks.
+
+**Variational variant** (REFERENCE §3.3; ``model.encoder`` set, ``model.inference=encoder``
+or ``encoder+langevin``): a Gaussian inference network ``q(z_1..L | x)`` over every layer
+replaces the posterior chain. It is trained on the negative ELBO with the joint prior,
+``E_q[−log p(x | g(z_1)) − log p̃(z)] − H(q)`` (``log Z`` does not depend on ``q``), by the
+reparameterised sample, the prior's weights held fixed in that term. The posterior samples
+of steps 3–5 are that sample (``encoder``; the decoder loss then also trains ``q``), or a
+posterior chain started from it (``encoder+langevin``, ``posterior_chain.n_steps`` of
+refinement; ``q`` then sees the decoder with its weights held fixed). With
+``model.prior=layers`` as well this is a hierarchical VAE on the same networks.
 """
 
 from __future__ import annotations
@@ -28,10 +38,13 @@ from typing import Any, ClassVar
 
 import torch
 
+from lebm.errors import ConfigError
 from lebm.methods.base import Batch, Method, OptimizerSpec, Preset, StepOutput, chain_metrics
 from lebm.methods.lebm import FAST_PATH
 from lebm.models import HierarchicalEBM, LatentModel
+from lebm.nets import reparameterize
 from lebm.priors import JointLayerPrior, LayeredGaussianPrior
+from lebm.sampling import frozen
 
 
 @dataclass
@@ -50,6 +63,8 @@ class JointConfig:
         "choices": ("gaussian", "sum"),
         "help": "gaussian: −log p(x|z) (MSE/(2σ²), the paper's); sum: ‖x − g(z)‖²"})
     grad_clip: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
+    lr_i: float = field(default=1e-4, metadata={
+        "gt": 0, "help": "inference network q(z|x), when the model has one"})
 
 
 class JointMLE(Method):
@@ -63,6 +78,13 @@ class JointMLE(Method):
     @classmethod
     def presets(cls) -> dict[str, Preset]:
         return dict(JOINT_PRESETS)
+
+    def __init__(self, model: LatentModel, config: JointConfig) -> None:
+        super().__init__(model, config)
+        self.variational = model.config.inference != "langevin"
+        if self.variational and config.recon_loss != "gaussian":
+            raise ConfigError("method.recon_loss=sum: the variational variant trains q on the "
+                              "ELBO, which needs −log p(x|z); use method.recon_loss=gaussian")
 
     @property
     def prior(self) -> LayeredGaussianPrior:
@@ -82,13 +104,44 @@ class JointMLE(Method):
         if isinstance(self.prior, JointLayerPrior):
             for i, f in enumerate(self.prior.energies, 1):
                 specs[f"energy_{i}"] = spec(f.parameters(), c.lr_e)
+        if self.model.encoder is not None:
+            specs["encoder"] = spec(self.model.encoder.parameters(), c.lr_i)
         return specs
+
+    def _variational(self, x: torch.Tensor, generator: torch.Generator, diagnostics: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor, Any, dict[str, torch.Tensor]]:
+        """q's loss, the posterior samples for steps 3–5 (with a graph to q under
+        ``inference=encoder``), their chain trace, and q's metrics."""
+        model, prior = self.model, self.prior
+        mu, logvar = model.encode(x)
+        z_q = reparameterize(mu, logvar, generator)
+        with frozen(prior):  # the prior's weights learn from the contrastive terms only
+            log_prior = prior.log_density(z_q)
+        entropy = 0.5 * logvar.sum(1)  # H(q) up to a constant
+        trace = None
+        if model.config.inference == "encoder":
+            z_post, recon = z_q, None  # the decoder loss is q's reconstruction term
+        else:
+            z_post, trace = model.infer_latent(x, generator, z0=z_q.detach(),
+                                               record=diagnostics, step_scale=self.step_scale)
+            with frozen(model.generator):
+                recon = -model.likelihood.log_prob(x, model.generate(z_q))
+        loss = (-log_prior - entropy).mean()
+        if recon is not None:
+            loss = loss + recon.mean()
+        metrics = {"q_logp_prior": log_prior.detach().mean(),
+                   "q_std": (0.5 * logvar.detach()).exp().mean()}
+        return loss, z_post, trace, metrics
 
     def step(self, batch: Batch, generator: torch.Generator,
              diagnostics: bool = False) -> StepOutput:
         model, prior, x = self.model, self.prior, batch.x
-        z_post, post_trace = model.infer_latent(x, generator, record=diagnostics,
-                                                step_scale=self.step_scale)
+        q_metrics: dict[str, torch.Tensor] = {}
+        if self.variational:
+            loss_q, z_post, post_trace, q_metrics = self._variational(x, generator, diagnostics)
+        else:
+            z_post, post_trace = model.infer_latent(x, generator, record=diagnostics,
+                                                    step_scale=self.step_scale)
         tilted = isinstance(prior, JointLayerPrior)
         if tilted:
             z_prior, prior_trace = model.sample_latent(x.shape[0], generator, record=diagnostics,
@@ -99,11 +152,14 @@ class JointMLE(Method):
             loss_g = model.likelihood.distance(x, out).mean()
         else:
             loss_g = -model.likelihood.log_prob(x, out).mean()
-        metrics = {**model.likelihood.metrics(x, out),
-                   "z_post_norm": z_post.norm(dim=1).mean()}
+        metrics = {**model.likelihood.metrics(x, out), **q_metrics,
+                   "z_post_norm": z_post.detach().norm(dim=1).mean()}
+        z_post = z_post.detach()  # q's graph (encoder inference) ends at the decoder loss
 
         lp_post = torch.stack(prior.conditional_log_probs(z_post)).sum(0).mean()
         losses = {"generator": loss_g, "backbone": -lp_post}
+        if self.variational:
+            losses["encoder"] = loss_q
         metrics["backbone_logp_post"] = lp_post.detach()
         if tilted:
             assert isinstance(prior, JointLayerPrior)
@@ -122,7 +178,8 @@ class JointMLE(Method):
             metrics.update(f_pos=f_pos_total, f_neg=f_neg_total,
                            z_prior_norm=z_prior.norm(dim=1).mean())
         if diagnostics:
-            metrics.update(chain_metrics("post", post_trace))
+            if post_trace is not None:
+                metrics.update(chain_metrics("post", post_trace))
             if tilted:
                 metrics.update(chain_metrics("prior", prior_trace))
         return StepOutput(losses, metrics)
@@ -209,5 +266,26 @@ def _abp_twin(name: str, p: Preset) -> Preset:
                   "backbone, no energies, posterior Langevin", "joint", over)
 
 
+def _inference_twin(name: str, p: Preset, prior: str) -> Preset:
+    """The same networks with a Gaussian inference network over every layer in place of the
+    posterior chain (the encoder mirrors the generator: conv for images, MLP otherwise);
+    ``prior="layers"`` turns the energies off too: a hierarchical VAE."""
+    over = {k: dict(v) for k, v in p.overrides.items()}
+    gen = over["model"].get("generator", "conv")
+    over["model"].update(prior=prior, encoder="mlp" if gen == "mlp" else "conv",
+                         inference="encoder")
+    lr_g = over["method"].get("lr_g", JointConfig.lr_g)
+    over["method"]["lr_i"] = lr_g  # the ICCV'23 code: I 1e-4 with G 3e-4; ours: as g
+    if prior == "layers":
+        return Preset(f"hierarchical VAE baseline of '{name}': its generator and Gaussian "
+                      "backbone, no energies, an inference network q(z|x) over every layer",
+                      "joint", over)
+    return Preset(f"'{name}' with an inference network q(z|x) over every layer in place of "
+                  "the posterior chain (the variational variant, REFERENCE §3.3)", "joint", over)
+
+
 JOINT_PRESETS: dict[str, Preset] = {
-    **_BASE, **{f"abp-{k}": _abp_twin(k, v) for k, v in _BASE.items()}}
+    **_BASE, **{f"abp-{k}": _abp_twin(k, v) for k, v in _BASE.items()},
+    **{k.replace("joint-", "joint-inf-"): _inference_twin(k, v, "joint")
+       for k, v in _BASE.items()},
+    **{f"vae-{k}": _inference_twin(k, v, "layers") for k, v in _BASE.items()}}

@@ -21,9 +21,16 @@ from lebm import settings
 from lebm.errors import ConfigError
 from lebm.latent import LatentSpec
 from lebm.likelihoods import LIKELIHOODS, build_likelihood
-from lebm.models.base import ChainOverrides, LatentModel, register_model
+from lebm.models.base import INFERENCE, ChainOverrides, LatentModel, register_model
 from lebm.models.config import CHAIN_ALIASES, ChainConfig, PrecisionConfig
-from lebm.nets import ACTIVATIONS, GENERATORS, BottomLayerGenerator, build_generator
+from lebm.nets import (
+    ACTIVATIONS,
+    ENCODERS,
+    GENERATORS,
+    BottomLayerGenerator,
+    build_encoder,
+    build_generator,
+)
 from lebm.priors import PRIORS, PriorSettings
 from lebm.sampling import run_chain
 
@@ -68,8 +75,12 @@ class HierarchicalConfig:
     n_categories: int = field(default=0, metadata={"min": 0})
     prior_chain: ChainConfig = field(default_factory=_prior_chain)
     posterior_chain: ChainConfig = field(default_factory=_posterior_chain)
+    encoder: str = field(default="none", metadata={
+        "choices": ENCODERS, "help": "a Gaussian inference network q(z_1..L | x) over every "
+                                    "layer (the variational variant)"})
     inference: str = field(default="langevin", metadata={
-        "choices": ("langevin",), "help": "posterior z: the posterior chain from noise"})
+        "choices": INFERENCE,
+        "help": "posterior z: the chain from noise, q's mean, or the chain from a q sample"})
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     data_shape: tuple[int, ...] = field(default=(), metadata={"internal": True})
 
@@ -83,6 +94,9 @@ class HierarchicalConfig:
         if len(self.latent_sizes) < 2:
             raise ConfigError(f"{label}latent_sizes: a hierarchical model needs at least two "
                               f"layers, got {self.latent_sizes}")
+        if self.inference != "langevin" and self.encoder == "none":
+            raise ConfigError(f"{label}inference={self.inference} needs an encoder (set "
+                              f"{label}encoder=conv or {label}encoder=mlp)")
         if self.likelihood != "gaussian" and self.gen_output != "identity":
             raise ConfigError(f"{label}likelihood={self.likelihood}: the generator outputs "
                               f"logits; set {label}gen_output=identity")
@@ -110,7 +124,9 @@ class HierarchicalEBM(LatentModel):
             upper_energy_widths=c.upper_energy_widths, energy_activation=c.energy_activation,
             backbone_widths=c.backbone_widths))
         self.likelihood = likelihood
-        self.encoder = None
+        self.encoder = build_encoder(c.encoder, self.data_shape, latent,
+                                     widths=c.gen_widths[::-1], ngf=c.ngf,
+                                     activation=c.gen_activation)
 
     def resample_layer(self, z: torch.Tensor, level: int,
                        generator: torch.Generator | None = None,
