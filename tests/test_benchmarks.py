@@ -229,3 +229,13 @@ def test_joint_vs_lebm_scores_the_last_checkpoint_within_each_budget(tmp_path, m
     assert j.checkpoint_within(run, 100.0) == (100, 100.0)
     assert j.checkpoint_within(run, 599.0) == (200, 300.0)
     assert j.checkpoint_within(run, 600.0) == (300, 600.0)
+
+
+def test_joint_speed_times_mcmc_and_inference_network_side_by_side():
+    r = _run("joint_speed.py", "--family", "digits", "--iters", "2", "--warmup", "0",
+             "--threads", "1", "--twins")
+    assert set(r["sec_per_iter"]) == {"joint-digits", "joint-inf-digits", "abp-joint-digits",
+                                      "vae-joint-digits"}
+    assert r["ratio_to_mcmc"]["joint-digits"] == 1.0
+    assert all(len(ts) == 2 and min(ts) > 0 for ts in r["all_sec"].values())
+    assert r["config"]["joint-inf-digits"]["inference"] == "encoder"
