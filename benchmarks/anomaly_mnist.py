@@ -46,7 +46,15 @@ PAPER = {  # REFERENCE §1.6 Table 4 (AUPRC); VAE copied by the paper from earli
     "LEBM (paper)": {1: 0.336, 4: 0.630, 5: 0.619, 7: 0.463, 9: 0.413},
     "VAE (paper)": {1: 0.063, 4: 0.337, 5: 0.325, 7: 0.148, 9: 0.104},
 }
-PRESETS = {"lebm": "mnist", "vae": "vae-mnist", "abp": "abp-mnist"}
+PAPER_JOINT = {  # REFERENCE §3.5, MNIST AUPRC under the same protocol
+    "joint EBM (CVPR'23 paper)": {1: 0.470, 4: 0.941, 5: 0.964, 7: 0.815, 9: 0.796},
+    "ICCV'23 (paper)": {1: 0.722, 4: 0.949, 5: 0.980, 7: 0.941, 9: 0.935},
+}
+PRESETS = {"lebm": "mnist", "vae": "vae-mnist", "abp": "abp-mnist",
+           # the joint multi-layer prior (CVPR'23) and its twins, on the same conv generator
+           "joint": "joint-mnist", "joint-inf": "joint-inf-mnist",
+           "abp-joint": "abp-joint-mnist", "vae-joint": "vae-joint-mnist"}
+DEFAULT_MODELS = ["lebm", "vae", "abp"]
 
 
 PROTOCOLS = ("zenati", "none")
@@ -104,7 +112,9 @@ def pca_row(digit: int, components: int, protocol: str, n_test: int | None) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--digits", type=int, nargs="+", default=[1, 4, 5, 7, 9])
-    ap.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(PRESETS),
+                    help="the joint-* models are the multi-layer prior (CVPR'23) and its "
+                         "inference-network / energy-free twins")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--steps", type=int, default=2000,
                     help="training steps per run (batch 100; 540 steps = one epoch)")
@@ -178,7 +188,10 @@ def main() -> None:
         "steps": args.steps, "seeds": args.seeds,
         "epochs": args.steps / (505 if args.protocol == "zenati" else 540),
         "digits": args.digits, "presets": {m: PRESETS[m] for m in args.models},
-        "overrides": args.overrides, "results": rows, "summary": summary, "paper": PAPER,
+        "overrides": args.overrides, "results": rows, "summary": summary,
+        "paper": {**PAPER, **(PAPER_JOINT if any(m.startswith(("joint", "abp-joint",
+                                                               "vae-joint"))
+                                                 for m in args.models) else {})},
         "wall_seconds_total": time.perf_counter() - t_start,
         "hardware": {**machine(torch.device("cpu")), "platform": platform.platform(),
                      "jobs": args.jobs, "threads_per_run": args.threads or "all"},
@@ -192,7 +205,8 @@ def main() -> None:
                            f"MNIST test, {'all 10,000' if args.n_test is None else args.n_test}"
                            " images, held-out digit positive",
                    "score": "−log p̃(x, z) at the model's posterior z (Langevin from noise "
-                            "for LEBM/ABP, encoder mean for the VAE)"
+                            "for LEBM/ABP and the joint MLE, encoder mean for the VAE and "
+                            "joint-inf; all latent layers for the hierarchical models)"
                             + (f", mean over {args.chains} draws" if args.chains > 1 else ""),
                    "metric": "AUPRC = trapezoid auc(recall, precision) (Zenati et al.); "
                              "average precision and AUROC beside it; final checkpoint",
@@ -208,6 +222,8 @@ def markdown(result: dict) -> str:
     """One table per test set (zenati, zenati-disjoint; or the earlier whole-test-split)."""
     digits = result["digits"]
     names = {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)",
+             "joint": "joint EBM, 2 layers (ours)", "joint-inf": "joint EBM + q(z|x) (ours)",
+             "abp-joint": "hierarchical ABP (ours)", "vae-joint": "hierarchical VAE (ours)",
              "pca": f"PCA reconstruction ({result['recipe']['pca'].split()[0]} components)"}
     n_seeds = len(result["seeds"])
     hw = result["hardware"]
