@@ -43,7 +43,7 @@ from lebm.methods.base import Batch, Method, OptimizerSpec, Preset, StepOutput, 
 from lebm.methods.lebm import FAST_PATH
 from lebm.models import HierarchicalEBM, LatentModel
 from lebm.nets import reparameterize
-from lebm.priors import JointLayerPrior, LayeredGaussianPrior
+from lebm.priors import JointLayerPrior, LayeredGaussianPrior, Prior
 from lebm.sampling import frozen
 
 
@@ -65,6 +65,8 @@ class JointConfig:
     grad_clip: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
     lr_i: float = field(default=1e-4, metadata={
         "gt": 0, "help": "inference network q(z|x), when the model has one"})
+    weight_decay: float = field(default=0.0, metadata={
+        "min": 0, "help": "Adam weight decay of g and q (the ICCV'23 code: 5e-4)"})
 
 
 class JointMLE(Method):
@@ -73,13 +75,15 @@ class JointMLE(Method):
     name: ClassVar[str] = "joint"
     Config: ClassVar[type] = JointConfig
     Model: ClassVar[type[LatentModel]] = HierarchicalEBM
-    requires: ClassVar[frozenset[str]] = frozenset({"layers"})
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:
         return dict(JOINT_PRESETS)
 
     def __init__(self, model: LatentModel, config: JointConfig) -> None:
+        if not isinstance(model, HierarchicalEBM):
+            raise ConfigError(f"method joint needs latent layers (a HierarchicalEBM model, the "
+                              f"joint-* presets), got a {type(model).__name__}")
         super().__init__(model, config)
         self.variational = model.config.inference != "langevin"
         if self.variational and config.recon_loss != "gaussian":
@@ -87,25 +91,33 @@ class JointMLE(Method):
                               "ELBO, which needs −log p(x|z); use method.recon_loss=gaussian")
 
     @property
-    def prior(self) -> LayeredGaussianPrior:
-        prior = self.model.prior
-        assert isinstance(prior, LayeredGaussianPrior)
-        return prior
+    def prior(self) -> Prior:
+        return self.model.prior
+
+    @property
+    def layered(self) -> bool:
+        """Whether the prior has the Gaussian backbone between layers (CVPR'23), rather than
+        the plain ``N(0, σ0² I)`` reference of the ICCV'23 model."""
+        return "layers" in self.prior.capabilities
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         c = self.config
         betas = (c.beta1, c.beta2)
 
-        def spec(params: Any, lr: float) -> OptimizerSpec:
-            return OptimizerSpec(list(params), lr, betas, 0.0, c.lr_decay, c.grad_clip)
+        def spec(params: Any, lr: float, decay: float = 0.0) -> OptimizerSpec:
+            return OptimizerSpec(list(params), lr, betas, decay, c.lr_decay, c.grad_clip)
 
-        specs = {"generator": spec(self.model.generator.parameters(), c.lr_g),
-                 "backbone": spec(self.prior.conditionals.parameters(), c.lr_b)}
-        if isinstance(self.prior, JointLayerPrior):
-            for i, f in enumerate(self.prior.energies, 1):
+        prior = self.prior
+        specs = {"generator": spec(self.model.generator.parameters(), c.lr_g, c.weight_decay)}
+        if isinstance(prior, LayeredGaussianPrior):
+            specs["backbone"] = spec(prior.conditionals.parameters(), c.lr_b)
+        if isinstance(prior, JointLayerPrior):
+            for i, f in enumerate(prior.energies, 1):
                 specs[f"energy_{i}"] = spec(f.parameters(), c.lr_e)
+        elif prior.needs_chain:  # one energy on all layers (ICCV'23)
+            specs["energy"] = spec(prior.parameters(), c.lr_e)
         if self.model.encoder is not None:
-            specs["encoder"] = spec(self.model.encoder.parameters(), c.lr_i)
+            specs["encoder"] = spec(self.model.encoder.parameters(), c.lr_i, c.weight_decay)
         return specs
 
     def _variational(self, x: torch.Tensor, generator: torch.Generator, diagnostics: bool
@@ -142,7 +154,7 @@ class JointMLE(Method):
         else:
             z_post, post_trace = model.infer_latent(x, generator, record=diagnostics,
                                                     step_scale=self.step_scale)
-        tilted = isinstance(prior, JointLayerPrior)
+        tilted = prior.needs_chain
         if tilted:
             z_prior, prior_trace = model.sample_latent(x.shape[0], generator, record=diagnostics,
                                                        step_scale=self.step_scale)
@@ -156,13 +168,19 @@ class JointMLE(Method):
                    "z_post_norm": z_post.detach().norm(dim=1).mean()}
         z_post = z_post.detach()  # q's graph (encoder inference) ends at the decoder loss
 
-        lp_post = torch.stack(prior.conditional_log_probs(z_post)).sum(0).mean()
-        losses = {"generator": loss_g, "backbone": -lp_post}
+        losses = {"generator": loss_g}
         if self.variational:
             losses["encoder"] = loss_q
-        metrics["backbone_logp_post"] = lp_post.detach()
-        if tilted:
-            assert isinstance(prior, JointLayerPrior)
+        if isinstance(prior, LayeredGaussianPrior):
+            lp_post = torch.stack(prior.conditional_log_probs(z_post)).sum(0).mean()
+            losses["backbone"] = -lp_post
+            metrics["backbone_logp_post"] = lp_post.detach()
+        if tilted and not isinstance(prior, JointLayerPrior):  # one energy (ICCV'23)
+            f_pos, f_neg = prior.neg_energy(z_post).mean(), prior.neg_energy(z_prior).mean()
+            losses["energy"] = f_neg - f_pos
+            metrics.update(f_pos=f_pos.detach(), f_neg=f_neg.detach(),
+                           z_prior_norm=z_prior.norm(dim=1).mean())
+        if isinstance(prior, JointLayerPrior):
             lp_prior = torch.stack(prior.conditional_log_probs(z_prior)).sum(0).mean()
             losses["backbone"] = lp_prior - lp_post
             metrics["backbone_logp_prior"] = lp_prior.detach()
@@ -258,6 +276,72 @@ _BASE: dict[str, Preset] = {
 }
 
 
+# The ICCV'23 model (Cui, Wu & Han, "Learning hierarchical features with joint latent space
+# energy-based prior"; REFERENCE §3.1, §3.4), from its code (hierarchical-representation-ebm,
+# train_fid.py argparse defaults): five latent layers of 10; one energy on their
+# concatenation, 2 × 100 LeakyReLU(0.2) with spectral norm, over N(0, I); a ladder generator
+# that joins each layer to the features above (our LadderGenerator, near the code's widths
+# with ngf 128, not its exact layers); an inference network q over every layer (ours: the
+# library's conv encoder, one Gaussian over all layers, not the code's ladder encoder); the
+# loss 10 · ‖x − g(z)‖² + KL − E_q f, i.e. σ² = 1/20; prior chain 100 steps of 0.3; Adam with
+# betas (0, 0.9), g and q at 3e-4 (the code's lrI is unused) with weight decay 5e-4, E at
+# 2e-6, LR × 0.998 per epoch; batch 100, 200 epochs. The code trains SVHN on its 531k
+# 'extra' split; these presets use the data set's train split.
+ICCV_MODEL: dict[str, Any] = dict(
+    latent_sizes=(10,) * 5, prior="ebm", generator="ladder", ngf=128, gen_widths=(2048,),
+    energy_widths=(100, 100), energy_activation="leaky_relu", energy_spectral_norm=True,
+    sigma=(1 / 20) ** 0.5, prior_chain=dict(n_steps=100, step_size=0.3), encoder="conv",
+    inference="encoder")
+ICCV_METHOD: dict[str, Any] = dict(lr_g=3e-4, lr_i=3e-4, lr_e=2e-6, beta1=0.0, beta2=0.9,
+                                   weight_decay=5e-4, lr_decay=0.998)
+
+
+def _iccv_train(steps_per_epoch: int) -> dict[str, Any]:
+    return dict(batch_size=100, max_steps=200 * steps_per_epoch, drop_last=True,
+                sample_every=2000, checkpoint_every=2000)
+
+
+ICCV_PRESETS: dict[str, Preset] = {
+    "iccv-digits": Preset(
+        "sklearn 8×8 digits, three latent layers of 4 under one joint energy, ladder "
+        "generator, inference network (a few minutes on 2 CPU cores)", "joint",
+        {"data": dict(name="digits"),
+         "model": dict(ICCV_MODEL, latent_sizes=(4, 4, 4), ngf=16, gen_widths=(128,),
+                       encoder="mlp",
+                       prior_chain=dict(n_steps=40, step_size=0.3)),
+         "method": dict(ICCV_METHOD, lr_g=1e-3, lr_i=1e-3, lr_e=1e-4, lr_decay=0.995),
+         "train": dict(max_steps=3000, batch_size=100, sample_every=500,
+                       checkpoint_every=500)}),
+    "iccv-mnist": Preset(
+        "MNIST, five latent layers of 10 under one joint energy (ICCV'23), ladder generator "
+        "(ngf 32), inference network; the code's learning rates; CPU-sized", "joint",
+        {"data": dict(name="mnist"),
+         "model": dict(ICCV_MODEL, ngf=32, gen_widths=(256,), precision=FAST_PATH),
+         "method": ICCV_METHOD, "train": dict(_iccv_train(600), max_steps=30_000)}),
+    "iccv-svhn": Preset(
+        "SVHN 32×32: the ICCV'23 code's configuration (REFERENCE §3.4), train split", "joint",
+        {"data": dict(name="svhn"), "model": ICCV_MODEL, "method": ICCV_METHOD,
+         "train": _iccv_train(732)}),
+    "iccv-cifar10": Preset(
+        "CIFAR-10 32×32: the ICCV'23 SVHN settings (its CIFAR-10 code is not published)",
+        "joint", {"data": dict(name="cifar10"), "model": ICCV_MODEL, "method": ICCV_METHOD,
+                  "train": _iccv_train(500)}),
+    "iccv-celeba64": Preset(
+        "CelebA 64×64 from an image folder (data.root): the ICCV'23 SVHN settings with the "
+        "ladder grown to 64×64; 400 steps per epoch", "joint",
+        {"data": dict(name="celeba", image_size=64), "model": ICCV_MODEL,
+         "method": ICCV_METHOD, "train": _iccv_train(400)}),
+}
+
+
+def _iccv_vae_twin(name: str, p: Preset) -> Preset:
+    """The ICCV'23 networks with the energy off: a ladder VAE under N(0, I)."""
+    over = {k: dict(v) for k, v in p.overrides.items()}
+    over["model"]["prior"] = "gaussian"
+    return Preset(f"ladder VAE baseline of '{name}': its generator and inference network "
+                  "under N(0, I), no energy", "joint", over)
+
+
 def _abp_twin(name: str, p: Preset) -> Preset:
     """The same networks with the energies off: the backbone alone as the prior."""
     over = {k: dict(v) for k, v in p.overrides.items()}
@@ -288,4 +372,5 @@ JOINT_PRESETS: dict[str, Preset] = {
     **_BASE, **{f"abp-{k}": _abp_twin(k, v) for k, v in _BASE.items()},
     **{k.replace("joint-", "joint-inf-"): _inference_twin(k, v, "joint")
        for k, v in _BASE.items()},
-    **{f"vae-{k}": _inference_twin(k, v, "layers") for k, v in _BASE.items()}}
+    **{f"vae-{k}": _inference_twin(k, v, "layers") for k, v in _BASE.items()},
+    **ICCV_PRESETS, **{f"vae-{k}": _iccv_vae_twin(k, v) for k, v in ICCV_PRESETS.items()}}

@@ -28,6 +28,7 @@ from lebm.nets import (
     ENCODERS,
     GENERATORS,
     BottomLayerGenerator,
+    LadderGenerator,
     build_encoder,
     build_generator,
 )
@@ -54,10 +55,14 @@ class HierarchicalConfig:
     latent_sizes: tuple[int, ...] = field(default=(16, 8), metadata={
         "min": 1, "help": "sizes of z_1 (read by the generator) … z_L (the top)"})
     prior: str = field(default="joint", metadata={
-        "choices": ("joint", "layers"),
+        "choices": ("joint", "layers", "ebm", "gaussian"),
         "help": "joint: per-layer energies tilt the Gaussian backbone (CVPR'23); layers: "
-                "the backbone alone (the hierarchical ABP baseline)"})
-    generator: str = field(default="conv", metadata={"choices": GENERATORS})
+                "the backbone alone (the hierarchical ABP baseline); ebm: one energy on the "
+                "concatenated layers over N(0, σ0² I) (ICCV'23, with generator=ladder); "
+                "gaussian: N(0, σ0² I) alone"})
+    generator: str = field(default="conv", metadata={
+        "choices": (*GENERATORS, "ladder"),
+        "help": "mlp / conv / conv-wide read z_1 only; ladder reads every layer top-down"})
     gen_widths: tuple[int, ...] = field(default=(256, 256), metadata={"min": 1})
     ngf: int = field(default=64, metadata={"min": 1, "help": "conv generator base width"})
     gen_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})
@@ -67,6 +72,8 @@ class HierarchicalConfig:
     upper_energy_widths: tuple[int, ...] = field(default=(100, 100), metadata={
         "min": 1, "help": "hidden widths of f_2 … f_L"})
     energy_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})
+    energy_spectral_norm: bool = field(default=False, metadata={
+        "help": "spectral normalisation on the energy layers (the ICCV'23 code)"})
     backbone_widths: tuple[int, ...] = field(default=(200, 200, 200), metadata={
         "min": 1, "help": "hidden widths of the conditionals p(z_i | z_{i+1})"})
     sigma0: float = field(default=1.0, metadata={"gt": 0, "help": "std of the top layer"})
@@ -94,6 +101,10 @@ class HierarchicalConfig:
         if len(self.latent_sizes) < 2:
             raise ConfigError(f"{label}latent_sizes: a hierarchical model needs at least two "
                               f"layers, got {self.latent_sizes}")
+        if self.prior in ("ebm", "gaussian") and self.generator != "ladder":
+            raise ConfigError(f"{label}prior={self.prior} has no links between the layers: "
+                              f"only {label}generator=ladder reads them all (the ICCV'23 "
+                              "model); with mlp/conv/conv-wide use prior=joint or layers")
         if self.inference != "langevin" and self.encoder == "none":
             raise ConfigError(f"{label}inference={self.inference} needs an encoder (set "
                               f"{label}encoder=conv or {label}encoder=mlp)")
@@ -115,14 +126,19 @@ class HierarchicalEBM(LatentModel):
         super().__init__(config, latent)
         c = config
         likelihood = build_likelihood(c.likelihood, sigma=c.sigma, n_categories=c.n_categories)
-        net = build_generator(c.generator, LatentSpec(c.latent_sizes[:1]),
-                              likelihood.output_shape(self.data_shape), widths=c.gen_widths,
-                              ngf=c.ngf, activation=c.gen_activation, output=c.gen_output)
-        self.generator = BottomLayerGenerator(latent, net)
+        out_shape = likelihood.output_shape(self.data_shape)
+        if c.generator == "ladder":
+            self.generator = LadderGenerator(latent, out_shape, ngf=c.ngf, widths=c.gen_widths,
+                                             activation=c.gen_activation, output=c.gen_output)
+        else:
+            net = build_generator(c.generator, LatentSpec(c.latent_sizes[:1]), out_shape,
+                                  widths=c.gen_widths, ngf=c.ngf, activation=c.gen_activation,
+                                  output=c.gen_output)
+            self.generator = BottomLayerGenerator(latent, net)
         self.prior = PRIORS[c.prior].build(latent, PriorSettings(
             sigma0=c.sigma0, energy_widths=c.energy_widths,
             upper_energy_widths=c.upper_energy_widths, energy_activation=c.energy_activation,
-            backbone_widths=c.backbone_widths))
+            energy_spectral_norm=c.energy_spectral_norm, backbone_widths=c.backbone_widths))
         self.likelihood = likelihood
         self.encoder = build_encoder(c.encoder, self.data_shape, latent,
                                      widths=c.gen_widths[::-1], ngf=c.ngf,
@@ -147,14 +163,21 @@ class HierarchicalEBM(LatentModel):
             raise ValueError(f"level must be in 0..{len(sizes) - 1}, got {level}")
         if z.dim() != 2 or z.shape[1] != self.latent.dim:
             raise ValueError(f"z must be (n, {self.latent.dim}), got {tuple(z.shape)}")
-        prior: Any = self.prior  # a LayeredGaussianPrior or JointLayerPrior
+        prior: Any = self.prior
+        layered = "layers" in prior.capabilities
+        s0 = prior.sigma0
+
+        def from_noise(e: torch.Tensor) -> torch.Tensor:  # N(0, σ0² I) reference: z = σ0 ε
+            return prior.from_noise(e) if layered else s0 * e
+
         with torch.no_grad():
-            eps = list(self.latent.split(prior.to_noise(z.detach())))
+            eps = list(self.latent.split(prior.to_noise(z.detach()) if layered
+                                         else z.detach() / s0))
         u0 = torch.randn(z.shape[0], sizes[level], generator=generator, device=z.device)
         if prior.needs_chain:
             def target(u: torch.Tensor) -> torch.Tensor:
                 e = self.latent.cat([u if i == level else v for i, v in enumerate(eps)])
-                return prior.neg_energy(prior.from_noise(e)) - 0.5 * u.pow(2).sum(1)
+                return prior.neg_energy(from_noise(e)) - 0.5 * u.pow(2).sum(1)
 
             chain = self.chain("prior", **overrides)
             with self.chain_mode():
@@ -162,4 +185,4 @@ class HierarchicalEBM(LatentModel):
                                   generator=generator)
         eps[level] = u0.detach()
         with torch.no_grad():
-            return prior.from_noise(self.latent.cat(eps))
+            return from_noise(self.latent.cat(eps))

@@ -8,11 +8,12 @@ from lebm.nets.activations import ACTIVATIONS, make_activation
 from lebm.nets.encoders import ENCODERS, ConvEncoder, MLPEncoder, build_encoder, reparameterize
 from lebm.nets.energy import EnergyMLP
 from lebm.nets.generators import GENERATORS, ConvGenerator, MLPGenerator, build_generator
-from lebm.nets.layers import BottomLayerGenerator, ConditionalGaussian
+from lebm.nets.layers import BottomLayerGenerator, ConditionalGaussian, LadderGenerator
 
 __all__ = [
     "ACTIVATIONS",
     "BottomLayerGenerator",
+    "LadderGenerator",
     "ConditionalGaussian",
     "ENCODERS",
     "ConvEncoder",
