@@ -122,6 +122,15 @@ class Method:
         self.step_scale = float(state.get("step_scale", 1.0))
 
 
+def decoder_loss(model: Any, x: torch.Tensor, out: torch.Tensor, recon_loss: str
+                 ) -> torch.Tensor:
+    """The generator's batch-averaged data term: the likelihood's distance (``"sum"``, e.g.
+    ``‖x − g(z)‖²``, LEBM's official scaling) or ``−log p(x | z)`` (``"gaussian"``)."""
+    if recon_loss == "sum":
+        return model.likelihood.distance(x, out).mean()
+    return -model.likelihood.log_prob(x, out).mean()
+
+
 def chain_metrics(name: str, trace: Any) -> dict[str, torch.Tensor]:
     """Logged diagnostics of a recorded chain ``name`` (``post`` / ``prior``): the last
     step's gradient norm and the log-density at the first and last step (and the mean

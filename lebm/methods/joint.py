@@ -39,7 +39,15 @@ from typing import Any, ClassVar
 import torch
 
 from lebm.errors import ConfigError
-from lebm.methods.base import Batch, Method, OptimizerSpec, Preset, StepOutput, chain_metrics
+from lebm.methods.base import (
+    Batch,
+    Method,
+    OptimizerSpec,
+    Preset,
+    StepOutput,
+    chain_metrics,
+    decoder_loss,
+)
 from lebm.methods.lebm import FAST_PATH
 from lebm.models import HierarchicalEBM, LatentModel
 from lebm.nets import reparameterize
@@ -160,10 +168,7 @@ class JointMLE(Method):
                                                        step_scale=self.step_scale)
 
         out = model.generate(z_post)
-        if self.config.recon_loss == "sum":
-            loss_g = model.likelihood.distance(x, out).mean()
-        else:
-            loss_g = -model.likelihood.log_prob(x, out).mean()
+        loss_g = decoder_loss(model, x, out, self.config.recon_loss)
         metrics = {**model.likelihood.metrics(x, out), **q_metrics,
                    "z_post_norm": z_post.detach().norm(dim=1).mean()}
         z_post = z_post.detach()  # q's graph (encoder inference) ends at the decoder loss

@@ -23,7 +23,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from lebm.methods.base import Batch, Method, OptimizerSpec, Preset, StepOutput, chain_metrics
+from lebm.methods.base import (
+    Batch,
+    Method,
+    OptimizerSpec,
+    Preset,
+    StepOutput,
+    chain_metrics,
+    decoder_loss,
+)
 
 
 @dataclass
@@ -80,10 +88,7 @@ class LEBM(Method):
                                                        step_scale=self.step_scale)
 
         out = model.generate(z_post)
-        if self.config.recon_loss == "sum":
-            loss_g = model.likelihood.distance(x, out).mean()
-        else:
-            loss_g = -model.likelihood.log_prob(x, out).mean()
+        loss_g = decoder_loss(model, x, out, self.config.recon_loss)
         metrics = {**model.likelihood.metrics(x, out),  # recon_error: the §1.2 guard
                    "z_post_norm": z_post.norm(dim=1).mean()}
         losses = {"generator": loss_g}
