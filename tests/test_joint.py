@@ -199,19 +199,28 @@ def test_estimator_losses_follow_the_paper():
     torch.testing.assert_close(out.losses["backbone"], -lp_post)
 
 
-@pytest.mark.parametrize("inference", ["encoder", "encoder+langevin"])
-def test_variational_gradients_are_the_elbo_and_the_contrastive_terms(inference: str):
+@pytest.mark.parametrize("prior,inference", [("joint", "encoder"), ("joint", "encoder+langevin"),
+                                             ("ebm", "encoder")])
+def test_variational_gradients_are_the_elbo_and_the_contrastive_terms(prior: str,
+                                                                       inference: str):
     """The variational variant's update, gradient by gradient: q gets the negative ELBO with
     the joint prior (the prior's weights held fixed there), g the reconstruction at the
     posterior samples, backbone and energies the contrastive terms at those samples (the q
     sample itself, or the chain refined from it) against the prior chain."""
     torch.manual_seed(0)
-    model = _model(encoder="mlp", inference=inference,
-                   prior_chain=ChainConfig(n_steps=3, step_size=0.4),
-                   posterior_chain=ChainConfig(n_steps=3, step_size=0.1))
+    chains = dict(prior_chain=ChainConfig(n_steps=3, step_size=0.4),
+                  posterior_chain=ChainConfig(n_steps=3, step_size=0.1))
+    if prior == "joint":
+        model = _model(encoder="mlp", inference=inference, **chains)
+        parts = {"generator", "backbone", "energy_1", "energy_2", "encoder"}
+    else:  # the ICCV'23 model: one energy over the concatenation, ladder generator
+        model = HierarchicalEBM(HierarchicalConfig(
+            latent_sizes=(3, 2), prior="ebm", generator="ladder", gen_widths=(16,),
+            gen_output="identity", data_shape=(4,), energy_widths=(16,), encoder="mlp",
+            inference=inference, **chains))
+        parts = {"generator", "energy", "encoder"}
     method = METHODS["joint"](model, METHODS["joint"].Config())
-    assert set(method.optimizers()) == {"generator", "backbone", "energy_1", "energy_2",
-                                        "encoder"}
+    assert set(method.optimizers()) == parts
     x = torch.randn(8, 4)
     out = method.step(Batch(x), torch.Generator().manual_seed(5))
     model.zero_grad()
@@ -219,19 +228,19 @@ def test_variational_gradients_are_the_elbo_and_the_contrastive_terms(inference:
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     # by hand, replaying the step's draws
     g = torch.Generator().manual_seed(5)
-    prior, enc, gen = model.prior, model.encoder, model.generator
+    prior_net, enc, gen = model.prior, model.encoder, model.generator
     mu, logvar = model.encode(x)
     z_q = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g)
     z_post = z_q if inference == "encoder" else model.infer_latent(x, g, z0=z_q.detach())[0]
     z_prior = model.sample_latent(8, g)[0]
     nll_q = -model.likelihood.log_prob(x, gen(z_q)).mean()
-    elbo_loss = nll_q + (-prior.log_density(z_q) - 0.5 * logvar.sum(1)).mean()
+    elbo_loss = nll_q + (-prior_net.log_density(z_q) - 0.5 * logvar.sum(1)).mean()
     nll_post = -model.likelihood.log_prob(x, gen(z_post.detach())).mean()
     zp = z_post.detach()
-    contrastive = (prior.log_density(z_prior) - prior.log_density(zp)).mean()
+    contrastive = (prior_net.log_density(z_prior) - prior_net.log_density(zp)).mean()
     want: dict[str, torch.Tensor] = {}
     for name, loss, module in (("encoder", elbo_loss, enc), ("generator", nll_post, gen),
-                               ("prior", contrastive, prior)):
+                               ("prior", contrastive, prior_net)):
         params = dict(module.named_parameters())
         for (n, _), grad in zip(params.items(),
                                 torch.autograd.grad(loss, list(params.values()),
