@@ -175,9 +175,11 @@ def main() -> None:
 
 
 def write(out: Path, args: argparse.Namespace, scored: dict[str, dict], t0: float) -> None:
+    import matplotlib
     import torch
 
-    from lebm.viz import _pyplot, _save_figure
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     steps_done = {m: clock(out / "runs" / m)[-1] for m in PRESETS}
     result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -201,7 +203,6 @@ def write(out: Path, args: argparse.Namespace, scored: dict[str, dict], t0: floa
              f"FD-MNIST from {args.n_samples} samples. Seed {args.seed}.",
              f"Command: `{result['command']}`"]
     (out / "joint_vs_lebm.md").write_text("\n".join(rows) + "\n")
-    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for model in PRESETS:
         pts = sorted((p for p in scored.values() if p["model"] == model),
@@ -214,7 +215,9 @@ def write(out: Path, args: argparse.Namespace, scored: dict[str, dict], t0: floa
     axes[0].set(xlabel="training minutes", ylabel="test MSE / pixel [-1, 1]")
     axes[1].set(xlabel="training minutes", ylabel="FD-MNIST (lower is better)")
     axes[0].legend(fontsize=8)
-    _save_figure(fig, out / "joint_vs_lebm.png")
+    fig.tight_layout()
+    fig.savefig(out / "joint_vs_lebm.png", dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
