@@ -211,7 +211,7 @@ def _vary_layers(model: Any, a: argparse.Namespace, gen: Any) -> int:
         raise LebmError(f"--vary-layers must be >= 1, got {a.vary_layers}")
     if not hasattr(model, "resample_layer"):
         raise LebmError(f"{a.run_dir} is a {type(model).__name__}: --vary-layers needs a model "
-                        "with latent layers (the joint-* and abp-joint-* presets)")
+                        "with latent layers (the joint-* and iccv-* presets and their twins)")
     if a.class_ is not None:
         raise LebmError("--class and --vary-layers do not go together")
     n, v = min(a.n, 16), a.vary_layers

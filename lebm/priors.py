@@ -99,6 +99,15 @@ class Prior(nn.Module):
         return self.sigma0 * torch.randn(n, self.latent.dim, generator=generator,
                                          device=self._anchor.device)
 
+    def to_noise(self, z: torch.Tensor) -> torch.Tensor:
+        """The whitened coordinates in which the base is ``N(0, I)``: ``z / σ0`` here."""
+        return z / self.sigma0
+
+    def from_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``z`` from its whitened coordinates (the inverse of ``to_noise``), differentiable
+        in ``eps``: ``σ0 ε`` here."""
+        return self.sigma0 * eps
+
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """``(f_1(z), …, f_K(z))`` of a prior with symbols, shape ``(batch, K)``."""
         raise ValueError("this prior has no symbols (use a symbol-vector prior, prior=symbol)")
@@ -350,18 +359,23 @@ class LayeredGaussianPrior(Prior):
     def log_density(self, z: torch.Tensor) -> torch.Tensor:
         return self.base_log_density(z)
 
+    @torch.no_grad()
     def sample_base(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ancestral draws: ``z_L ~ N(0, σ0²)``, then ``z_i ~ p(z_i | z_{i+1})`` downwards."""
-        return self.sample_layers(self.sigma0 * torch.randn(
-            n, self.latent.sizes[-1], generator=generator, device=self._anchor.device),
-            len(self.latent.sizes) - 1, generator)
+        """Ancestral draws: ``z_L ~ N(0, σ0²)``, then ``z_i ~ p(z_i | z_{i+1})`` downwards
+        (``from_noise`` of standard normal noise, drawn top layer first)."""
+        sizes = self.latent.sizes
+        noise = {i: torch.randn(n, sizes[i], generator=generator, device=self._anchor.device)
+                 for i in reversed(range(len(sizes)))}
+        return self.from_noise(self.latent.cat([noise[i] for i in range(len(sizes))]))
 
     def to_noise(self, z: torch.Tensor) -> torch.Tensor:
         """The whitened noise of ``z``: ``ε_L = z_L / σ0`` and ``ε_i = (z_i − μ_i(z_{i+1})) /
         σ_i(z_{i+1})``, flat like ``z``. The backbone is ``N(0, I)`` in these coordinates."""
         zs = self.latent.split(z)
-        eps = [(zs[i] - mu) / sigma for i, (mu, sigma) in
-               enumerate(cond(zs[i + 1]) for i, cond in enumerate(self.conditionals))]
+        eps = []
+        for i, cond in enumerate(self.conditionals):
+            mu, sigma = cond(zs[i + 1])
+            eps.append((zs[i] - mu) / sigma)
         return self.latent.cat([*eps, zs[-1] / self.sigma0])
 
     def from_noise(self, eps: torch.Tensor) -> torch.Tensor:
@@ -372,26 +386,6 @@ class LayeredGaussianPrior(Prior):
         for i in range(len(es) - 2, -1, -1):
             mu, sigma = self.conditionals[i](layers[0])
             layers.insert(0, mu + sigma * es[i])
-        return self.latent.cat(layers)
-
-    @torch.no_grad()
-    def sample_layers(self, top: torch.Tensor, level: int,
-                      generator: torch.Generator | None = None,
-                      below: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
-        """Complete a flat latent downwards from layer ``level`` (0-based) set to ``top``:
-        each lower layer ``i`` is ``below[i]`` when given, else a draw of ``p(z_i | z_{i+1})``.
-        Returns ``(n, dim)``, layers above ``level`` zero."""
-        sizes, n = self.latent.sizes, top.shape[0]
-        layers: list[torch.Tensor] = [top.new_zeros(n, d) for d in sizes]
-        layers[level] = top
-        for i in range(level - 1, -1, -1):
-            given = below[i] if i < len(below) else None
-            if given is not None:
-                layers[i] = given
-                continue
-            mu, sigma = self.conditionals[i](layers[i + 1])
-            eps = torch.randn(n, sizes[i], generator=generator, device=top.device)
-            layers[i] = mu + sigma * eps
         return self.latent.cat(layers)
 
 

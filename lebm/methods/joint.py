@@ -102,12 +102,6 @@ class JointMLE(Method):
     def prior(self) -> Prior:
         return self.model.prior
 
-    @property
-    def layered(self) -> bool:
-        """Whether the prior has the Gaussian backbone between layers (CVPR'23), rather than
-        the plain ``N(0, σ0² I)`` reference of the ICCV'23 model."""
-        return "layers" in self.prior.capabilities
-
     def optimizers(self) -> dict[str, OptimizerSpec]:
         c = self.config
         betas = (c.beta1, c.beta2)
@@ -180,21 +174,24 @@ class JointMLE(Method):
             lp_post = torch.stack(prior.conditional_log_probs(z_post)).sum(0).mean()
             losses["backbone"] = -lp_post
             metrics["backbone_logp_post"] = lp_post.detach()
-        if tilted and not isinstance(prior, JointLayerPrior):  # one energy (ICCV'23)
-            f_pos, f_neg = prior.neg_energy(z_post).mean(), prior.neg_energy(z_prior).mean()
-            losses["energy"] = f_neg - f_pos
-            metrics.update(f_pos=f_pos.detach(), f_neg=f_neg.detach(),
-                           z_prior_norm=z_prior.norm(dim=1).mean())
-        if isinstance(prior, JointLayerPrior):
-            lp_prior = torch.stack(prior.conditional_log_probs(z_prior)).sum(0).mean()
-            losses["backbone"] = lp_prior - lp_post
-            metrics["backbone_logp_prior"] = lp_prior.detach()
+            if tilted:  # the tilt makes the normaliser depend on the backbone
+                lp_prior = torch.stack(prior.conditional_log_probs(z_prior)).sum(0).mean()
+                losses["backbone"] = lp_prior - lp_post
+                metrics["backbone_logp_prior"] = lp_prior.detach()
+        if tilted:
+            # one energy per layer (CVPR'23; losses and metrics energy_i) or one on all (ICCV'23)
+            if isinstance(prior, JointLayerPrior):
+                terms = {f"_{i}": pair for i, pair in enumerate(zip(
+                    prior.layer_energies(z_post), prior.layer_energies(z_prior)), 1)}
+            else:
+                terms = {"": (prior.neg_energy(z_post), prior.neg_energy(z_prior))}
             f_pos_total = f_neg_total = x.new_zeros(())
-            for i, (pos, neg) in enumerate(zip(prior.layer_energies(z_post),
-                                               prior.layer_energies(z_prior)), 1):
+            for suffix, (pos, neg) in terms.items():
                 f_pos, f_neg = pos.mean(), neg.mean()
-                losses[f"energy_{i}"] = f_neg - f_pos
-                metrics.update({f"f_pos_{i}": f_pos.detach(), f"f_neg_{i}": f_neg.detach()})
+                losses[f"energy{suffix}"] = f_neg - f_pos
+                if suffix:
+                    metrics.update({f"f_pos{suffix}": f_pos.detach(),
+                                    f"f_neg{suffix}": f_neg.detach()})
                 f_pos_total = f_pos_total + f_pos.detach()
                 f_neg_total = f_neg_total + f_neg.detach()
             # the totals: what the Trainer's energy guard watches
@@ -339,38 +336,41 @@ ICCV_PRESETS: dict[str, Preset] = {
 }
 
 
-def _iccv_vae_twin(name: str, p: Preset) -> Preset:
-    """The ICCV'23 networks with the energy off: a ladder VAE under N(0, I)."""
+def _twin(p: Preset, description: str, model: dict[str, Any],
+          method: dict[str, Any] | None = None) -> Preset:
+    """``p`` with some model (and method) settings changed: the baseline twins below."""
     over = {k: dict(v) for k, v in p.overrides.items()}
-    over["model"]["prior"] = "gaussian"
-    return Preset(f"ladder VAE baseline of '{name}': its generator and inference network "
-                  "under N(0, I), no energy", "joint", over)
+    over["model"].update(model)
+    over["method"].update(method or {})
+    return Preset(description, "joint", over)
 
 
 def _abp_twin(name: str, p: Preset) -> Preset:
     """The same networks with the energies off: the backbone alone as the prior."""
-    over = {k: dict(v) for k, v in p.overrides.items()}
-    over["model"]["prior"] = "layers"
-    return Preset(f"hierarchical ABP baseline of '{name}': its generator and Gaussian "
-                  "backbone, no energies, posterior Langevin", "joint", over)
+    return _twin(p, f"hierarchical ABP baseline of '{name}': its generator and Gaussian "
+                 "backbone, no energies, posterior Langevin", dict(prior="layers"))
 
 
 def _inference_twin(name: str, p: Preset, prior: str) -> Preset:
     """The same networks with a Gaussian inference network over every layer in place of the
     posterior chain (the encoder mirrors the generator: conv for images, MLP otherwise);
-    ``prior="layers"`` turns the energies off too: a hierarchical VAE."""
-    over = {k: dict(v) for k, v in p.overrides.items()}
-    gen = over["model"].get("generator", "conv")
-    over["model"].update(prior=prior, encoder="mlp" if gen == "mlp" else "conv",
-                         inference="encoder")
-    lr_g = over["method"].get("lr_g", JointConfig.lr_g)
-    over["method"]["lr_i"] = lr_g  # the ICCV'23 code: I 1e-4 with G 3e-4; ours: as g
+    ``prior="layers"`` turns the energies off too: a hierarchical VAE. ``q`` learns at
+    ``g``'s rate, as in the ICCV'23 code (whose separate ``lrI`` is unused)."""
+    gen = p.overrides["model"].get("generator", "conv")
+    model = dict(prior=prior, encoder="mlp" if gen == "mlp" else "conv", inference="encoder")
+    method = dict(lr_i=p.overrides["method"].get("lr_g", JointConfig.lr_g))
     if prior == "layers":
-        return Preset(f"hierarchical VAE baseline of '{name}': its generator and Gaussian "
-                      "backbone, no energies, an inference network q(z|x) over every layer",
-                      "joint", over)
-    return Preset(f"'{name}' with an inference network q(z|x) over every layer in place of "
-                  "the posterior chain (the variational variant, REFERENCE §3.3)", "joint", over)
+        return _twin(p, f"hierarchical VAE baseline of '{name}': its generator and Gaussian "
+                     "backbone, no energies, an inference network q(z|x) over every layer",
+                     model, method)
+    return _twin(p, f"'{name}' with an inference network q(z|x) over every layer in place of "
+                 "the posterior chain (the variational variant, REFERENCE §3.3)", model, method)
+
+
+def _iccv_vae_twin(name: str, p: Preset) -> Preset:
+    """The ICCV'23 networks with the energy off: a ladder VAE under N(0, I)."""
+    return _twin(p, f"ladder VAE baseline of '{name}': its generator and inference network "
+                 "under N(0, I), no energy", dict(prior="gaussian"))
 
 
 JOINT_PRESETS: dict[str, Preset] = {

@@ -150,34 +150,27 @@ class HierarchicalEBM(LatentModel):
         """``z`` with layer ``level`` (0-based; 0 is ``z_1``) redrawn and the *noise* of every
         other layer kept: the papers' layer-semantics figure, what one layer encodes.
 
-        In the backbone's whitened coordinates ε (``prior.to_noise``; the backbone is
-        ``N(0, I)`` there) the prior is ``∝ exp(Σ_j f_j(z_j(ε))) N(ε; 0, I)``, so ``ε_level``
-        given the other ε is drawn from ``∝ exp(Σ_j f_j(z_j(ε))) N(ε_level; 0, I)``: exactly
-        by ``N(0, I)`` for the backbone alone (``prior="layers"``), else by the prior chain's
-        kernel (``overrides`` as in ``sample_latent``) over ``ε_level`` only, from
-        ``N(0, I)``. The layers above keep their values; those below keep their noise and
-        follow the new layer through ``μ_i, σ_i``.
+        In the base's whitened coordinates ε (``prior.to_noise``: the backbone's noise, or
+        ``z / σ0`` for the ICCV'23 model's ``N(0, σ0² I)``) the prior is
+        ``∝ exp(f(z(ε))) N(ε; 0, I)``, so ``ε_level`` given the other ε is drawn from
+        ``∝ exp(f(z(ε))) N(ε_level; 0, I)``: exactly by ``N(0, I)`` for a prior without
+        energy, else by the prior chain's kernel (``overrides`` as in ``sample_latent``) over
+        ``ε_level`` only, from ``N(0, I)``. The layers above keep their values; with a
+        backbone those below keep their noise and follow the new layer through ``μ_i, σ_i``.
         """
         sizes = self.latent.sizes
         if not 0 <= level < len(sizes):
             raise ValueError(f"level must be in 0..{len(sizes) - 1}, got {level}")
         if z.dim() != 2 or z.shape[1] != self.latent.dim:
             raise ValueError(f"z must be (n, {self.latent.dim}), got {tuple(z.shape)}")
-        prior: Any = self.prior
-        layered = "layers" in prior.capabilities
-        s0 = prior.sigma0
-
-        def from_noise(e: torch.Tensor) -> torch.Tensor:  # N(0, σ0² I) reference: z = σ0 ε
-            return prior.from_noise(e) if layered else s0 * e
-
+        prior = self.prior
         with torch.no_grad():
-            eps = list(self.latent.split(prior.to_noise(z.detach()) if layered
-                                         else z.detach() / s0))
+            eps = list(self.latent.split(prior.to_noise(z.detach())))
         u0 = torch.randn(z.shape[0], sizes[level], generator=generator, device=z.device)
         if prior.needs_chain:
             def target(u: torch.Tensor) -> torch.Tensor:
                 e = self.latent.cat([u if i == level else v for i, v in enumerate(eps)])
-                return prior.neg_energy(from_noise(e)) - 0.5 * u.pow(2).sum(1)
+                return prior.neg_energy(prior.from_noise(e)) - 0.5 * u.pow(2).sum(1)
 
             chain = self.chain("prior", **overrides)
             with self.chain_mode():
@@ -185,4 +178,4 @@ class HierarchicalEBM(LatentModel):
                                   generator=generator)
         eps[level] = u0.detach()
         with torch.no_grad():
-            return from_noise(self.latent.cat(eps))
+            return prior.from_noise(self.latent.cat(eps))

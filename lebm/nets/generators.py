@@ -16,6 +16,16 @@ from lebm.nets.activations import make_activation
 GENERATORS = ("mlp", "conv", "conv-wide")
 
 
+def output_layers(output: str) -> list[nn.Module]:
+    """A generator's last activation: ``[Tanh]`` for ``"tanh"`` (images in [-1, 1]), none
+    for ``"identity"``; ``ValueError`` otherwise."""
+    if output == "tanh":
+        return [nn.Tanh()]
+    if output == "identity":
+        return []
+    raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
+
+
 class MLPGenerator(nn.Module):
     """``z -> MLP -> reshape(out_shape)``; for 8×8 digits, toy 2-D data and tables."""
 
@@ -34,11 +44,7 @@ class MLPGenerator(nn.Module):
         dims = [n_z, *widths]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             layers += [nn.Linear(d_in, d_out), make_activation(activation)]
-        layers.append(nn.Linear(dims[-1], n_out))
-        if output == "tanh":
-            layers.append(nn.Tanh())
-        elif output != "identity":
-            raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
+        layers += [nn.Linear(dims[-1], n_out), *output_layers(output)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -83,8 +89,7 @@ class ConvGenerator(nn.Module):
         output: str = "tanh",
     ) -> None:
         super().__init__()
-        if output not in ("tanh", "identity"):
-            raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
+        tail = output_layers(output)
         channels, height, width = out_shape
         if height != width:
             raise ValueError(f"conv generator needs square images, got {height}×{width}")
@@ -94,9 +99,7 @@ class ConvGenerator(nn.Module):
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [make_activation(activation), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)]
         layers += [make_activation(activation), nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)]
-        if output == "tanh":
-            layers.append(nn.Tanh())
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers, *tail)
         for m in self.modules():
             if isinstance(m, nn.ConvTranspose2d):
                 nn.init.xavier_normal_(m.weight)
@@ -117,8 +120,7 @@ class WideConvGenerator(nn.Module):
     def __init__(self, n_z: int, out_shape: Sequence[int], ngf: int = 64,
                  activation: str = "leaky_relu", output: str = "tanh") -> None:
         super().__init__()
-        if output not in ("tanh", "identity"):
-            raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
+        tail = output_layers(output)
         channels, height, width = out_shape
         if height != width:
             raise ValueError(f"conv generator needs square images, got {height}×{width}")
@@ -134,9 +136,7 @@ class WideConvGenerator(nn.Module):
             layers += [make_activation(activation), nn.ConvTranspose2d(c, c // 2, 4, 2, 1)]
             c //= 2
         layers += [make_activation(activation), nn.ConvTranspose2d(c, channels, 3, 1, 1)]
-        if output == "tanh":
-            layers.append(nn.Tanh())
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers, *tail)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.view(z.shape[0], -1, 1, 1))

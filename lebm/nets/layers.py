@@ -3,6 +3,7 @@ and the generator that reads the bottom layer of a flat latent."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from lebm.latent import LatentSpec
 from lebm.nets.activations import make_activation
+from lebm.nets.generators import output_layers
 
 
 class ConditionalGaussian(nn.Module):
@@ -42,14 +44,6 @@ class BottomLayerGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(self.latent.split(z)[0].contiguous())
         return out
-
-
-def _output(output: str) -> nn.Module:
-    if output == "tanh":
-        return nn.Tanh()
-    if output == "identity":
-        return nn.Identity()
-    raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
 
 
 class LadderGenerator(nn.Module):
@@ -109,7 +103,7 @@ class LadderGenerator(nn.Module):
             while res < h:
                 head += [nn.ConvTranspose2d(ch(res), ch(2 * res), 4, 2, 1), make_activation(act)]
                 res *= 2
-            head += [nn.Conv2d(ch(res), c, 3, 1, 1), _output(output)]
+            head += [nn.Conv2d(ch(res), c, 3, 1, 1), *output_layers(output)]
         else:
             width = widths[0]
             self.shapes = [(width,)] * latent.n_layers
@@ -117,11 +111,11 @@ class LadderGenerator(nn.Module):
                                      nn.Linear(width, width), make_activation(act))
             blocks = [nn.Sequential(nn.Linear(2 * width, width), make_activation(act))
                       for _ in range(n_blocks)]
-            head = [nn.Linear(width, _numel(self.out_shape)), _output(output)]
+            head = [nn.Linear(width, math.prod(self.out_shape)), *output_layers(output)]
         self.blocks = nn.ModuleList(blocks)
         # z_i joins the input of block L−1−i (0-based i): the features of the layer above
         self.projections = nn.ModuleList(
-            nn.Sequential(nn.Linear(sizes[i], _numel(self.shapes[n_blocks - 1 - i])),
+            nn.Sequential(nn.Linear(sizes[i], math.prod(self.shapes[n_blocks - 1 - i])),
                           make_activation(act))
             for i in range(n_blocks))
         self.head = nn.Sequential(*head)
@@ -137,9 +131,3 @@ class LadderGenerator(nn.Module):
         out: torch.Tensor = self.head(h)
         return out.view(n, *self.out_shape)
 
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
