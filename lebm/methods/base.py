@@ -13,6 +13,7 @@ checkpoints and logging, and knows nothing about Langevin. A method module decla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,6 +34,8 @@ class OptimizerSpec:
     weight_decay: float = 0.0
     lr_decay: float = 1.0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    # applied to every parameter's gradient before the step (after averaging across ranks)
+    grad_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ Networks here know nothing about densities or sampling; ``lebm.priors`` and
 
 from lebm.nets.activations import ACTIVATIONS, make_activation
 from lebm.nets.encoders import ENCODERS, ConvEncoder, MLPEncoder, build_encoder, reparameterize
-from lebm.nets.energy import EnergyMLP
+from lebm.nets.energy import DATA_ENERGIES, ConvEnergy, EnergyMLP, build_data_energy
 from lebm.nets.generators import GENERATORS, ConvGenerator, MLPGenerator, build_generator
 from lebm.nets.layers import BottomLayerGenerator, ConditionalGaussian, LadderGenerator
 
@@ -22,6 +22,9 @@ __all__ = [
     "GENERATORS",
     "ConvGenerator",
     "EnergyMLP",
+    "ConvEnergy",
+    "DATA_ENERGIES",
+    "build_data_energy",
     "MLPGenerator",
     "build_generator",
     "make_activation",

@@ -1,4 +1,5 @@
-"""Energy networks on the latent space."""
+"""Energy networks: ``EnergyMLP`` on the latent space (``f``, the negative energy), and the
+data-space energies ``E(x)`` of generalised EBMs (``build_data_energy``)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,55 @@ class EnergyMLP(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.net(z.flatten(1))
         return out.squeeze(-1) if self.out_dim == 1 else out
+
+
+DATA_ENERGIES = ("conv", "mlp")
+
+
+class ConvEnergy(nn.Module):
+    """A DCGAN-style energy on images ``E: (batch, C, H, W) -> (batch,)``.
+
+    Stride-2 convolutions (kernel 4, padding 1) with LeakyReLU(0.2) halve the resolution
+    down to 7×7 (28×28 inputs) or 4×4 (16, 32, 64), widths ``ndf, 2·ndf, …``; a linear head
+    gives one scalar per image. ``spectral_norm`` wraps every layer (the ``-sn`` variants of
+    Arbel et al.). The output is an **energy** in the GEBM paper's sign: low on data.
+    """
+
+    def __init__(self, in_shape: Sequence[int], ndf: int = 64, spectral_norm: bool = False,
+                 activation: str = "leaky_relu") -> None:
+        super().__init__()
+        channels, height, width = in_shape
+        if height != width or height not in (16, 28, 32, 64):
+            raise ValueError(f"conv energy supports square images of size 16, 28, 32 or 64, "
+                             f"got {height}×{width}; use model.energy_net=mlp")
+        n_down = {16: 2, 28: 2, 32: 3, 64: 4}[height]
+        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        layers: list[nn.Module] = []
+        c_in, size = channels, height
+        for i in range(n_down):
+            c_out = ndf * 2 ** i
+            layers += [wrap(nn.Conv2d(c_in, c_out, 4, 2, 1)), make_activation(activation)]
+            c_in, size = c_out, size // 2
+        self.trunk = nn.Sequential(*layers)
+        self.head = wrap(nn.Linear(c_in * size * size, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x).flatten(1)).squeeze(-1)
+
+
+def build_data_energy(kind: str, in_shape: Sequence[int], *, ndf: int = 64,
+                      widths: Sequence[int] = (256, 256), activation: str = "leaky_relu",
+                      spectral_norm: bool = False) -> nn.Module:
+    """A data-space energy ``E(x)`` (low on data) by name: ``conv`` (``ConvEnergy``, images)
+    or ``mlp`` (an MLP on the flattened example)."""
+    if kind == "conv":
+        if len(in_shape) != 3:
+            raise ValueError(f"conv energy needs image data (C, H, W), got shape "
+                             f"{tuple(in_shape)}; use model.energy_net=mlp")
+        return ConvEnergy(in_shape, ndf, spectral_norm, activation)
+    if kind == "mlp":
+        n_in = 1
+        for s in in_shape:
+            n_in *= int(s)
+        return EnergyMLP(n_in, widths, activation, spectral_norm=spectral_norm)
+    raise ValueError(f"unknown energy net {kind!r}; choose one of {', '.join(DATA_ENERGIES)}")

@@ -79,11 +79,16 @@ class Learner:
         total = cast(torch.Tensor, sum(out.losses.values()))
         total.backward()  # each optimiser owns its own parameters
         for name, opt in self.optimizers.items():
-            self.dist.average_gradients(self.specs[name].params)
-            clip = self.specs[name].grad_clip
+            spec = self.specs[name]
+            self.dist.average_gradients(spec.params)
+            if spec.grad_transform is not None:
+                for p in spec.params:
+                    if p.grad is not None:
+                        p.grad = spec.grad_transform(p.grad)
+            clip = spec.grad_clip
             if clip > 0:
                 scalars[f"grad_norm_{name}"] = float(
-                    torch.nn.utils.clip_grad_norm_(self.specs[name].params, clip))
+                    torch.nn.utils.clip_grad_norm_(spec.params, clip))
             opt.step()
         return scalars, None
 

@@ -498,11 +498,12 @@ class Trainer:
         plots = self.run_dir / "plots"
         seen = sorted({k for r in rows for k in r})
         layered = [k for k in seen if k.startswith(("loss_energy_", "f_pos_", "f_neg_"))]
-        plot_curves(rows, {"generator loss": ["loss_generator", "loss_model"],
+        plot_curves(rows, {"generator loss": ["loss_generator", "loss_model", "loss_base"],
                            "EBM loss": ["loss_energy"] + [k for k in layered
                                                           if k.startswith("loss_energy_")],
                            "backbone loss": ["loss_backbone"], "KL(q ‖ prior)": ["kl"],
-                           "reconstruction MSE / pixel": ["mse"]}, plots / "losses.png",
+                           "reconstruction MSE / pixel": ["mse"],
+                           "KALE estimate (nats)": ["kale"]}, plots / "losses.png",
                     log_y=("generator loss",))
         plot_curves(rows, {"f on posterior vs prior samples": ["f_pos", "f_neg"] + [
                                k for k in layered if not k.startswith("loss_")],
