@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step-size", type=float, help="prior chain step size (default: the "
                    "model's)")
     s.add_argument("--kernel", help="prior chain kernel: langevin, mala, hmc or kinetic "
-                   "(default: the model's)")
+                   "(lmc, the GEBM paper's name, is kinetic; default: the model's)")
+    s.add_argument("--friction", type=float,
+                   help="kinetic Langevin friction κ (default: the model's)")
     s.add_argument("--class", dest="class_", type=int, metavar="K",
                    help="sample symbol K of a symbol-vector prior (SV-EBM runs)")
     s.add_argument("--vary-layers", type=int, metavar="V", help="hierarchical runs: the "
@@ -188,9 +190,10 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(a.seed)
     if a.vary_layers is not None:
         return _vary_layers(model, a, gen)
+    kernel = KERNEL_ALIASES.get(a.kernel, a.kernel)
     try:
         x = model.sample(a.n, gen, class_=a.class_, n_steps=a.steps, step_size=a.step_size,
-                         kernel=a.kernel)
+                         kernel=kernel, friction=a.friction)
     except ValueError as exc:  # bad chain settings, a class out of range, no symbols
         raise LebmError(str(exc)) from exc
     if x.dim() == 4:
@@ -199,6 +202,10 @@ def _cmd_sample(a: argparse.Namespace) -> int:
         save_scatter({"samples": x[:, :2]}, a.out)
     print(f"wrote {a.n} samples to {a.out}")
     return 0
+
+
+# other names of the kernels, as the papers call them
+KERNEL_ALIASES = {"lmc": "kinetic", "ula": "langevin"}
 
 
 def _vary_layers(model: Any, a: argparse.Namespace, gen: Any) -> int:
@@ -215,7 +222,8 @@ def _vary_layers(model: Any, a: argparse.Namespace, gen: Any) -> int:
     if a.class_ is not None:
         raise LebmError("--class and --vary-layers do not go together")
     n, v = min(a.n, 16), a.vary_layers
-    overrides = dict(n_steps=a.steps, step_size=a.step_size, kernel=a.kernel)
+    overrides = dict(n_steps=a.steps, step_size=a.step_size,
+                     kernel=KERNEL_ALIASES.get(a.kernel, a.kernel), friction=a.friction)
     try:
         z, _ = model.sample_latent(n, gen, **overrides)
         panels, titles = [], []

@@ -204,6 +204,15 @@ def test_training_resumes_exactly_and_loads_with_every_kernel(tmp_path):
         x = model.sample(6, torch.Generator().manual_seed(0), kernel=kernel, n_steps=5,
                          step_size=0.05)
         assert x.shape == (6, 2) and torch.isfinite(x).all()
+    # the command line: the paper's kernel name and friction; a bad friction is refused
+    from lebm.cli import main
+
+    assert main(["sample", str(tmp_path / "s"), "--n", "4", "--kernel", "lmc", "--friction",
+                 "100", "--steps", "5", "--step-size", "0.01",
+                 "--out", str(tmp_path / "lmc.png")]) == 0
+    assert (tmp_path / "lmc.png").is_file()
+    assert main(["sample", str(tmp_path / "s"), "--kernel", "lmc", "--friction", "-1",
+                 "--out", str(tmp_path / "bad.png")]) == 2
     # --steps 0 is the base sampler alone: G(z), z ~ N(0, I)
     base = model.sample(6, torch.Generator().manual_seed(4), n_steps=0)
     z = torch.randn(6, 2, generator=torch.Generator().manual_seed(4))
