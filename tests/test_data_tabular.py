@@ -20,7 +20,7 @@ TABLES = {"wine": (178, 13, [59, 71, 48]), "breast-cancer": (569, 30, [212, 357]
 @pytest.mark.parametrize("name", list(TABLES))
 def test_table_shapes_counts_and_split(name: str) -> None:
     n, d, counts = TABLES[name]
-    assert name in DATASETS and SPLITS[name] == ("train", "test", "all")
+    assert name in DATASETS and SPLITS[name] == ("train", "test", "all", "train-fit", "valid")
     every, train, test = (load_dataset(name, s) for s in ("all", "train", "test"))
     for ds in (every, train, test):
         assert ds.data.dtype == torch.float32 and ds.sample_shape == (d,)
@@ -71,7 +71,7 @@ def test_table_options() -> None:
     with pytest.raises(ValueError, match="label_column"):
         load_dataset("wine", label_column=0)
     with pytest.raises(ValueError, match="split"):
-        load_dataset("wine", "valid")
+        load_dataset("wine", "train50k")
 
 
 # --------------------------------------------------------------------------- CSV
@@ -225,3 +225,19 @@ def test_array_dataset_classes_and_labelled_indices() -> None:
         ArrayDataset("t", torch.zeros(2, 2), torch.tensor([0, 2]), classes=["a", "b"])
     with pytest.raises(ValueError, match=">= 0, or -1"):
         ArrayDataset("t", torch.zeros(2, 2), torch.tensor([0, -2]))
+
+
+@pytest.mark.parametrize("name", ["wine", "breast-cancer"])
+def test_valid_and_train_fit_split_the_train_rows_by_class(name):
+    """valid = 20 % of each class's train rows, train-fit the rest: disjoint, together the
+    train split, scaled like it (so settings can be chosen without the test rows)."""
+    from lebm.data import load_dataset
+
+    parts = {s: load_dataset(name, s) for s in ("train", "train-fit", "valid")}
+    rows = {s: {tuple(r) for r in d.batch(torch.arange(len(d))).tolist()}
+            for s, d in parts.items()}
+    assert rows["train-fit"].isdisjoint(rows["valid"])
+    assert rows["train-fit"] | rows["valid"] == rows["train"]
+    for c in torch.unique(parts["train"].targets):
+        n_c = int((parts["train"].targets == c).sum())
+        assert int((parts["valid"].targets == c).sum()) == round(0.2 * n_c)

@@ -6,7 +6,9 @@ is split and scaled by the same rule, so every run and every method sees the sam
 - **Split**: stratified, fixed. In each class, ``round(0.7 * n_c)`` rows drawn with the
   fixed :data:`~lebm.data.sources.SPLIT_SEED` (never the run's ``seed``) form ``"train"``,
   the rest ``"test"``; both parts come in one fixed shuffled order. ``"all"`` is every
-  row in file order.
+  row in file order. For choosing settings without the test rows, ``"valid"`` is
+  ``round(0.2 * n_c)`` of each class's *train* rows (the same stratified rule, applied to
+  the train part) and ``"train-fit"`` the other train rows.
 - **Scaling**: each feature is standardised, ``(x - mean) / std``, with the mean and
   (population) std of the *train* rows, in every split; so train has mean 0 and std 1
   exactly, test and all only approximately. A constant feature is only centred.
@@ -29,7 +31,8 @@ from .dataset import DatasetNotFoundError
 from .sources import stratified_split
 
 TRAIN_FRACTION = 0.7
-TABULAR_SPLITS = ("train", "test", "all")
+VALID_FRACTION = 0.2  # of the train rows, for "valid" (the rest is "train-fit")
+TABULAR_SPLITS = ("train", "test", "all", "train-fit", "valid")
 SKLEARN_TABLES = ("wine", "breast-cancer")
 TABULAR = (*SKLEARN_TABLES, "csv")
 
@@ -65,10 +68,14 @@ def load_sklearn_table(name: str) -> Table:
 
 
 def split_table(table: Table, split: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of ``split`` (``"train"``, ``"test"`` or ``"all"``), standardised with
+    """The rows of ``split`` (``"train"``, ``"test"``, ``"all"``, ``"train-fit"`` or
+    ``"valid"``), standardised with
     the train rows' statistics (see the module docstring)."""
     train, test = stratified_split(table.labels, TRAIN_FRACTION)
-    rows = {"train": train, "test": test, "all": np.arange(len(table.labels))}[split]
+    rows = {"train": train, "test": test, "all": np.arange(len(table.labels))}.get(split)
+    if rows is None:  # train-fit / valid: the same rule inside the train rows
+        fit, valid = stratified_split(table.labels[train], 1 - VALID_FRACTION)
+        rows = train[fit] if split == "train-fit" else train[valid]
     if len(rows) == 0:
         raise ValueError(
             f"{source}: the {split} split is empty ({len(table.labels)} rows, "

@@ -18,10 +18,11 @@ it plays no part in training (``lebm.methods.gebm``).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ from lebm.nets import (
     build_data_energy,
     build_generator,
 )
+from lebm.nets.flows import FLOWS, FlowBase
 from lebm.priors import Prior
 
 
@@ -58,6 +60,15 @@ class GEBMConfig:
 
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = CHAIN_ALIASES
 
+    base: str = field(default="generator", metadata={
+        "choices": ("generator", "flow"),
+        "help": "generator: an implicit G(z); flow: a normalising flow (zuko) with a density, "
+                "for vector data (the latent size is then the data's)"})
+    flow: str = field(default="maf", metadata={"choices": FLOWS})
+    flow_transforms: int = field(default=5, metadata={"min": 1})
+    flow_hidden: tuple[int, ...] = field(default=(64, 64), metadata={"min": 1})
+    flow_passes: int = field(default=0, metadata={
+        "min": 0, "help": "0: fully autoregressive; 2: coupling layers (fast inverse)"})
     n_z: int = field(default=100, metadata={"min": 1, "help": "latent dimension"})
     generator: str = field(default="conv", metadata={"choices": GENERATORS})
     gen_widths: tuple[int, ...] = field(default=(256, 256), metadata={"min": 1})
@@ -91,6 +102,11 @@ class GEBMConfig:
         return cfg
 
     def rules(self, label: str) -> None:
+        if self.base == "flow" and self.data_shape and len(self.data_shape) != 1:
+            raise ConfigError(f"{label}base=flow needs vector data (tables, 2-D toys), got "
+                              f"examples of shape {tuple(self.data_shape)}")
+        if self.base == "flow" and self.energy_net != "mlp":
+            raise ConfigError(f"{label}base=flow works on vectors: set {label}energy_net=mlp")
         if self.prior_chain.init_std != 1.0:
             raise ConfigError(f"{label}prior_chain.init_std: the latent sampler starts at the "
                               "base N(0, I); leave it at 1")
@@ -142,18 +158,59 @@ class GEBM(LatentModel):
 
     def __init__(self, config: GEBMConfig) -> None:
         settings.check(config)
-        super().__init__(config, LatentSpec((config.n_z,)))
+        flow = config.base == "flow"
+        n_z = int(config.data_shape[0]) if flow and config.data_shape else config.n_z
+        super().__init__(config, LatentSpec((n_z,)))
         c = config
         self.likelihood = build_likelihood("gaussian", sigma=c.sigma)
-        self.generator = build_generator(
-            c.generator, self.latent, self.data_shape, widths=c.gen_widths, ngf=c.ngf,
-            activation=c.gen_activation, output=c.gen_output)
+        self.generator: nn.Module
+        if flow:
+            self.generator = FlowBase(n_z, c.flow, c.flow_transforms, c.flow_hidden,
+                                      c.flow_passes or None)
+        else:
+            self.generator = build_generator(
+                c.generator, self.latent, self.data_shape, widths=c.gen_widths, ngf=c.ngf,
+                activation=c.gen_activation, output=c.gen_output)
         energy = build_data_energy(c.energy_net, self.data_shape, ndf=c.ndf,
                                    widths=c.energy_widths, activation=c.energy_activation,
                                    spectral_norm=c.energy_spectral_norm)
         self.prior = DataEnergyPrior(self.latent, energy, c.temperature)
         self.prior.bind(self._base)
         self.encoder = None
+
+    @property
+    def has_density(self) -> bool:
+        """Whether the base has a density (``base="flow"``): then ``log_likelihood`` works."""
+        return self.config.base == "flow"
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
+                       n_partition: int = 100_000, batch_size: int = 10_000
+                       ) -> dict[str, Any]:
+        """``log q(x) = log g(x) − T·E(x) − log Z`` of a flow-based GEBM, per example.
+
+        ``Z = E_{x'~G}[exp(−T·E(x'))]`` is estimated by Monte Carlo over ``n_partition`` base
+        samples (the same for every example), with the delta-method standard error of
+        ``log Ẑ``: ``sd(w) / (√N · mean(w))``, ``w = exp(−T·E(x'))``. Returns ``ll`` and
+        ``base_ll`` (``log g(x)``) of shape ``(batch,)``, ``log_z`` and ``log_z_se``.
+        """
+        if not self.has_density:
+            raise ValueError("log_likelihood needs a base with a density (model.base=flow); "
+                             "for a generator base use lebm eval --metrics ll")
+        self.check_data(x)
+        T = self.prior.temperature
+        v = []
+        for start in range(0, n_partition, batch_size):
+            z = self.prior.sample_base(min(batch_size, n_partition - start), generator)
+            v.append(-T * self.prior.data_energy(self.generator(z)).double())
+        vals = torch.cat(v)
+        top = vals.max()
+        w = (vals - top).exp()
+        log_z = float(top + w.mean().log())
+        log_z_se = float(w.std() / (w.mean() * math.sqrt(len(w))))
+        base_ll = cast(Any, self.generator).log_prob(x)
+        ll = base_ll - T * self.prior.data_energy(x) - log_z
+        return {"ll": ll, "base_ll": base_ll, "log_z": log_z, "log_z_se": log_z_se}
 
     def _base(self, z: torch.Tensor) -> torch.Tensor:
         """``G(z)``: inside ``chain_mode`` the chains' copy of the generator."""
