@@ -267,8 +267,9 @@ def load_dataset(
         name: one of :data:`DATASETS` (``"celeba"`` is an alias of ``"image-folder"``).
         split: ``"train"`` or ``"test"``; also ``"all"`` (digits, mnist5k, tables),
             ``"valid"`` and ``"train50k"`` (mnist), ``"extra"`` (svhn), ``"valid"`` (toy
-            data), ``"train-fit"`` and ``"valid"`` (tables: 80 / 20 % of the train rows). Tables (``wine``, ``breast-cancer``, ``csv``) are split 70/30 per class
-            by a fixed seed and standardised with the train split's mean and std (see
+            data), ``"train-fit"`` and ``"valid"`` (tables: 80 / 20 % of the train rows).
+            Tables (``wine``, ``breast-cancer``, ``csv``) are split 70/30 per class by a
+            fixed seed and standardised with the train split's mean and std (see
             :mod:`lebm.data.tabular`).
         root: folder holding the files (required for ``idx``; for ``image-folder`` the
             default is ``cache_dir()/<name>``). Otherwise looked up in root, root/<name>,

@@ -48,12 +48,14 @@ class StepOutput:
 
 @dataclass
 class Batch:
-    """One training batch: data ``x`` and, for methods that ask for labels
-    (``labelled_batch_size > 0``), a labelled batch ``(x_l, y_l)`` (``None`` if the data have
-    no labelled examples)."""
+    """One training batch: data ``x``, the examples' rows in the training data (``index``, set
+    by the Trainer; methods with per-example state use it) and, for methods that ask for
+    labels (``labelled_batch_size > 0``), a labelled batch ``(x_l, y_l)`` (``None`` if the
+    data have no labelled examples)."""
 
     x: torch.Tensor
     labelled: tuple[torch.Tensor, torch.Tensor] | None = None
+    index: torch.Tensor | None = None  # each example's row in the training data (or None)
 
 
 @dataclass
@@ -93,6 +95,10 @@ class Method:
     def presets(cls) -> dict[str, Preset]:
         """Named presets of this method (``config.PRESETS`` collects every method's)."""
         return {}
+
+    def set_data_size(self, n: int) -> None:
+        """The number of training examples (the Trainer calls this once, before training);
+        methods that keep per-example state size it here."""
 
     def check_data(self, targets: torch.Tensor | None) -> None:
         """Refuse training labels this method and model cannot use (``ConfigError``, raised
@@ -146,3 +152,56 @@ def chain_metrics(name: str, trace: Any) -> dict[str, torch.Tensor]:
     if trace.acceptance is not None:
         out[f"{name}_acceptance"] = trace.acceptance.mean()
     return out
+
+
+class PersistentChains:
+    """One latent per training example, kept across epochs and checkpoints (as alternating
+    back-propagation does): each batch's posterior chains start where that example's chain
+    last stopped instead of from noise, so fewer steps can reach the posterior.
+
+    Rows are drawn from ``N(0, init_std² I)`` (the chain's own start) on first use, from
+    the step's generator, so a run stays a function of its seed; ``state`` / ``load_state``
+    carry the table through checkpoints (resume is exact).
+    """
+
+    def __init__(self) -> None:
+        self.table: torch.Tensor | None = None
+        self.fresh: torch.Tensor | None = None  # rows never visited yet
+        self.n = 0
+
+    def seen(self, index: torch.Tensor) -> torch.Tensor:
+        """Which of the examples ``index`` already have a stored latent, ``(len,)`` bool."""
+        if self.fresh is None:
+            return torch.zeros(len(index), dtype=torch.bool)
+        return ~self.fresh[index.to(self.fresh.device)]
+
+    def start(self, index: torch.Tensor, dim: int, init_std: float,
+              generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """The chains' starting points for the examples ``index``, shape ``(len, dim)``."""
+        if self.n == 0:
+            raise ValueError("persistent chains need the data size (Method.set_data_size)")
+        if self.table is None or self.table.shape[1] != dim:
+            self.table = torch.zeros(self.n, dim, device=device)
+            self.fresh = torch.ones(self.n, dtype=torch.bool, device=device)
+        assert self.fresh is not None
+        index = index.to(self.table.device)
+        z0 = self.table[index].clone()
+        new = self.fresh[index]
+        noise = init_std * torch.randn(z0.shape, generator=generator, device=z0.device)
+        return torch.where(new[:, None], noise, z0)
+
+    def update(self, index: torch.Tensor, z: torch.Tensor) -> None:
+        assert self.table is not None and self.fresh is not None
+        index = index.to(self.table.device)
+        self.table[index] = z.detach().to(self.table.dtype)
+        self.fresh[index] = False
+
+    def state(self) -> dict[str, Any]:
+        if self.table is None:
+            return {}
+        return {"chains": self.table.cpu(), "chains_fresh": self.fresh.cpu()}  # type: ignore[union-attr]
+
+    def load_state(self, state: dict[str, Any], device: torch.device) -> None:
+        if "chains" in state:
+            self.table = state["chains"].to(device)
+            self.fresh = state["chains_fresh"].to(device)

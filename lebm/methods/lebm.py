@@ -23,10 +23,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from lebm.errors import ConfigError
 from lebm.methods.base import (
     Batch,
     Method,
     OptimizerSpec,
+    PersistentChains,
     Preset,
     StepOutput,
     chain_metrics,
@@ -54,6 +56,12 @@ class LEBMConfig:
                 "gaussian: −log p(x|z)"})
     grad_clip_g: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
     grad_clip_e: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
+    persistent_chains: bool = field(default=False, metadata={
+        "help": "start each example's posterior chain where its last one stopped (one "
+                "latent per training example, checkpointed) instead of from noise"})
+    persistent_steps: int = field(default=0, metadata={
+        "min": 0, "help": "posterior chain steps from a persistent start (0 = the model's "
+                          "posterior_chain.n_steps); a first visit runs the full chain"})
 
 
 class LEBM(Method):
@@ -62,9 +70,43 @@ class LEBM(Method):
     name: ClassVar[str] = "lebm"
     Config: ClassVar[type] = LEBMConfig
 
+    def __init__(self, model: Any, config: LEBMConfig) -> None:
+        super().__init__(model, config)
+        if config.persistent_chains and model.config.inference != "langevin":
+            raise ConfigError("method.persistent_chains keeps posterior chains from noise "
+                              "(model.inference=langevin), not "
+                              f"inference={model.config.inference}")
+        self.chains = PersistentChains()
+
     @classmethod
     def presets(cls) -> dict[str, Preset]:
         return dict(BASE_PRESETS)
+
+    def set_data_size(self, n: int) -> None:
+        self.chains.n = int(n)
+
+    def _posterior(self, batch: Batch, generator: torch.Generator, diagnostics: bool
+                   ) -> tuple[torch.Tensor, Any]:
+        """Posterior samples of the batch: the model's chain from noise, or, with persistent
+        chains, from each example's stored latent (``persistent_steps`` steps where it has
+        one, the full chain on a first visit), which is then stored back."""
+        model, c = self.model, self.config
+        if not c.persistent_chains:
+            return model.infer_latent(batch.x, generator, record=diagnostics,
+                                      step_scale=self.step_scale)
+        if batch.index is None:
+            raise ValueError("persistent chains need each example's index (Batch.index)")
+        chain = model.config.posterior_chain
+        seen = self.chains.seen(batch.index)
+        z0 = self.chains.start(batch.index, model.latent.dim, chain.init_std, generator,
+                               batch.x.device)
+        steps = c.persistent_steps or chain.n_steps
+        if not bool(seen.all()):  # any first visit: the full chain for the whole batch
+            steps = chain.n_steps
+        z, trace = model.infer_latent(batch.x, generator, z0=z0, record=diagnostics,
+                                      step_scale=self.step_scale, n_steps=steps)
+        self.chains.update(batch.index, z)
+        return z, trace
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         c = self.config
@@ -80,8 +122,7 @@ class LEBM(Method):
     def step(self, batch: Batch, generator: torch.Generator,
              diagnostics: bool = False) -> StepOutput:
         model, x = self.model, batch.x
-        z_post, post_trace = model.infer_latent(x, generator, record=diagnostics,
-                                                step_scale=self.step_scale)
+        z_post, post_trace = self._posterior(batch, generator, diagnostics)
         learned_prior = model.prior.needs_chain
         if learned_prior:
             z_prior, prior_trace = model.sample_latent(x.shape[0], generator, record=diagnostics,
@@ -103,6 +144,14 @@ class LEBM(Method):
             if learned_prior:
                 metrics.update(chain_metrics("prior", prior_trace))
         return StepOutput(losses, metrics)
+
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), **self.chains.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.chains.load_state(state, self.model.device)
 
 
 # ---------------------------------------------------------------------------- presets

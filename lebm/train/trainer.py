@@ -182,6 +182,10 @@ class Trainer:
     def _build(self, model_cfg: ModelConfig) -> None:
         self.learner = Learner(self.cfg, self.device, model_config=model_cfg, dist=self.dist)
         self.learner.method.check_data(self.data.targets)  # before the folder is touched
+        if getattr(self.cfg.method, "persistent_chains", False) and self.dist.active:
+            raise ConfigError("method.persistent_chains: one process only for now (each "
+                              "rank would keep its own examples' chains; not under torchrun)")
+        self.learner.method.set_data_size(len(self.data))
         self.cfg.model = model_cfg
         self.threads = choose_threads(self.cfg.train.threads, self.model,
                                       self.cfg.train.batch_size)
@@ -322,7 +326,8 @@ class Trainer:
         j = i * self.dist.world + self.dist.rank  # this rank's slice of the global batch
         idx = self._perm[j * b:(j + 1) * b]
         x = self.data.batch(idx).to(self.device)
-        return Batch(x, self._labelled_batch(step, self.method.labelled_batch_size))
+        return Batch(x, self._labelled_batch(step, self.method.labelled_batch_size),
+                     index=idx)
 
     def _labelled_batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``n`` examples from the labelled pool; a function of the step and seed alone (so
