@@ -239,3 +239,17 @@ def test_joint_speed_times_mcmc_and_inference_network_side_by_side():
     assert r["ratio_to_mcmc"]["joint-digits"] == 1.0
     assert all(len(ts) == 2 and min(ts) > 0 for ts in r["all_sec"].values())
     assert r["config"]["joint-inf-digits"]["inference"] == "encoder"
+
+
+def test_time_to_quality_takes_the_first_checkpoint_below_both_bars():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from time_to_quality import seconds_at, time_to
+
+    curve = [{"step": 500, "mse": 0.05, "fd_mnist": 30.0, "seconds": 10.0},
+             {"step": 1000, "mse": 0.03, "fd_mnist": 25.0, "seconds": 20.0},  # FD too high
+             {"step": 1500, "mse": 0.031, "fd_mnist": 19.0, "seconds": 30.0},  # MSE too high
+             {"step": 2000, "mse": 0.029, "fd_mnist": 18.0, "seconds": 40.0}]
+    assert time_to(curve, mse=0.03, fd=20.0)["step"] == 2000
+    assert time_to(curve[::-1], mse=0.05, fd=30.0)["step"] == 500  # order does not matter
+    assert time_to(curve, mse=0.01, fd=20.0) is None
+    assert seconds_at([(0, 0.0), (10, 5.0), (20, 15.0)], 15) == 10.0
