@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dtype": {"chain": str(resolve_dtype(p.chain_dtype, device)).removeprefix("torch."),
                   "update": str(resolve_dtype(p.update_dtype, device)).removeprefix("torch.")},
         "channels_last": p.channels_last,
-        "config": {"n_z": m.n_z, "prior_kernel": m.prior_chain.kernel,
+        "config": {"n_z": model.latent.dim, "prior_kernel": m.prior_chain.kernel,
                    "prior_steps": m.prior_chain.n_steps,
                    "posterior_kernel": m.posterior_chain.kernel,
                    "posterior_steps": m.posterior_chain.n_steps,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "posterior_step_size": m.posterior_chain.step_size, "sigma": m.sigma,
                    "batch_size": cfg.train.batch_size, "generator": m.generator,
                    "generator_channels": widths or list(m.gen_widths),
-                   "energy_widths": list(m.energy_widths)},
+                   "energy_widths": list(getattr(m, "energy_widths", ()))},
         "gflop_per_iter": flops / 1e9, "gflops_achieved": flops / 1e9 / s["median"],
         "overrides": args.overrides, "machine": machine(device),
     }

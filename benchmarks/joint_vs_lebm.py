@@ -2,6 +2,9 @@
 
     python benchmarks/joint_vs_lebm.py --minutes 40 --budgets 10 20 30 40 --threads 1
 
+(Any two presets with ``--compare``: ``--compare lebm=mnist nce=nce-mnist --out
+benchmarks/results/nce_vs_lebm`` is the multi-stage NCE prior against LEBM.)
+
 Trains the presets ``mnist`` (LEBM: z 16, one energy) and ``joint-mnist`` (z1 16 under
 z2 8, an energy per layer, the same conv generator) **side by side**, one process each
 with ``--threads`` torch threads, so both see the same machine load, for ``--minutes`` of
@@ -35,6 +38,21 @@ from _common import machine  # noqa: E402
 
 PRESETS = {"lebm": "mnist", "joint": "joint-mnist"}
 NAMES = {"lebm": "LEBM, one layer (`mnist`)", "joint": "joint EBM, two layers (`joint-mnist`)"}
+
+
+def set_pair(pairs: list[str]) -> None:
+    """``--compare NAME=PRESET ...``: the models to train side by side instead of the
+    default pair (e.g. ``lebm=mnist nce=nce-mnist`` for the multi-stage NCE prior)."""
+    if not pairs:
+        return
+    PRESETS.clear()
+    NAMES.clear()
+    for item in pairs:
+        name, sep, preset = item.partition("=")
+        if not sep or not name or not preset:
+            raise SystemExit(f"--compare expects NAME=PRESET, got {item!r}")
+        PRESETS[name] = preset
+        NAMES[name] = f"{name} (`{preset}`)"
 
 
 def train_side_by_side(out: Path, minutes: float, threads: int, seed: int, every: int,
@@ -130,8 +148,11 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=5000)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for both runs")
+    ap.add_argument("--compare", nargs="+", default=[], metavar="NAME=PRESET",
+                    help="models to compare (default: lebm=mnist joint=joint-mnist)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/joint_vs_lebm"))
     args = ap.parse_args()
+    set_pair(args.compare)
     if max(args.budgets) > args.minutes:
         raise SystemExit("--budgets must not exceed --minutes")
     out = args.out
