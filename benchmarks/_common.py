@@ -182,3 +182,27 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
             walls[run.name] = wall
             print("done", run.name, f"{wall['seconds']:.0f} s", flush=True)
     return walls
+
+
+def clock(run: Path) -> list[tuple[int, float]]:
+    """``[(step, training seconds up to it)]`` from a run's ``metrics.jsonl``: the sum of its
+    logged ``sec_per_step`` (the trainer's own measure, sampling and checkpoints included)."""
+    points, total, last = [(0, 0.0)], 0.0, 0
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "sec_per_step" not in row or "step" not in row:
+            continue
+        total += row["sec_per_step"] * (row["step"] - last)
+        last = row["step"]
+        points.append((last, total))
+    return points
+
+
+def seconds_at(points: list[tuple[int, float]], step: int) -> float:
+    """Training seconds at ``step``, interpolated between logged steps (past the last log:
+    at its rate)."""
+    for (s0, t0), (s1, t1) in zip(points, points[1:]):
+        if s0 <= step <= s1:
+            return t0 + (t1 - t0) * (step - s0) / max(s1 - s0, 1)
+    (s0, t0), (s1, t1) = points[-2:] if len(points) > 1 else ((0, 0.0), points[-1])
+    return t1 + (step - s1) * (t1 - t0) / max(s1 - s0, 1)

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import clock, machine, seconds_at  # noqa: E402
 
 PRESETS = {"lebm": "mnist", "joint": "joint-mnist"}
 NAMES = {"lebm": "LEBM, one layer (`mnist`)", "joint": "joint EBM, two layers (`joint-mnist`)"}
@@ -96,28 +96,6 @@ def train_side_by_side(out: Path, minutes: float, threads: int, seed: int, every
             (run / "done.json").write_text(json.dumps(rec))
             done[model] = rec
     return done
-
-
-def clock(run: Path) -> list[tuple[int, float]]:
-    """``[(step, training seconds up to it)]`` from the run's ``metrics.jsonl``."""
-    points, total, last = [(0, 0.0)], 0.0, 0
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "sec_per_step" not in row or "step" not in row:
-            continue
-        total += row["sec_per_step"] * (row["step"] - last)
-        last = row["step"]
-        points.append((last, total))
-    return points
-
-
-def seconds_at(points: list[tuple[int, float]], step: int) -> float:
-    """Training seconds at ``step``, interpolated between logged steps."""
-    for (s0, t0), (s1, t1) in zip(points, points[1:]):
-        if s0 <= step <= s1:
-            return t0 + (t1 - t0) * (step - s0) / max(s1 - s0, 1)
-    (s0, t0), (s1, t1) = points[-2:] if len(points) > 1 else ((0, 0.0), points[-1])
-    return t1 + (step - s1) * (t1 - t0) / max(s1 - s0, 1)  # past the last log: its rate
 
 
 def checkpoint_within(run: Path, budget_s: float) -> tuple[int, float] | None:

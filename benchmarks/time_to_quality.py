@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FAST, FLOAT32, machine  # noqa: E402
+from _common import FAST, FLOAT32, clock, machine, seconds_at  # noqa: E402
 
 _F32 = [f"model.precision.{s}" for s in FLOAT32]
 _FAST = [f"model.precision.{s}" for s in FAST]
@@ -75,26 +75,6 @@ def train_all(out: Path, args: argparse.Namespace) -> None:
         log.close()
         if code != 0:
             raise SystemExit(f"{name}: lebm exited with {code}; see its .log")
-
-
-def clock(run: Path) -> list[tuple[int, float]]:
-    """``[(step, training seconds up to it)]`` from the run's ``metrics.jsonl``."""
-    points, total, last = [(0, 0.0)], 0.0, 0
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "sec_per_step" not in row or "step" not in row:
-            continue
-        total += row["sec_per_step"] * (row["step"] - last)
-        last = row["step"]
-        points.append((last, total))
-    return points
-
-
-def seconds_at(points: list[tuple[int, float]], step: int) -> float:
-    for (s0, t0), (s1, t1) in zip(points, points[1:]):
-        if s0 <= step <= s1:
-            return t0 + (t1 - t0) * (step - s0) / max(s1 - s0, 1)
-    return points[-1][1]
 
 
 def time_to(curve: list[dict], mse: float, fd: float) -> dict | None:

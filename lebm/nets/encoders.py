@@ -6,7 +6,7 @@ Used by the VAE baseline (amortised inference) and by any model that sets
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -35,6 +35,27 @@ class MLPEncoder(nn.Module):
         return mu, logvar
 
 
+def downsampling_trunk(in_shape: Sequence[int], width: Callable[[int], int],
+                       activation: str, what: str, instead: str,
+                       wrap: Callable[[nn.Module], nn.Module] = lambda m: m
+                       ) -> tuple[nn.Sequential, int]:
+    """Stride-2 convolutions (kernel 4, padding 1) with ``activation`` that halve a square
+    image of size 16, 28, 32 or 64 down to 4×4 (7×7 for 28×28); level ``i`` has
+    ``width(i)`` channels and every convolution goes through ``wrap`` (e.g. spectral norm).
+    Returns the trunk and its flattened output size. ``what`` / ``instead`` name the
+    network and the setting to use otherwise, for the error on other sizes."""
+    channels, height, width_px = in_shape
+    if height != width_px or height not in (16, 28, 32, 64):
+        raise ValueError(f"{what} supports square images of size 16, 28, 32 or 64, "
+                         f"got {height}×{width_px}; use {instead}")
+    layers: list[nn.Module] = []
+    c_in, size = channels, height
+    for i in range({16: 2, 28: 2, 32: 3, 64: 4}[height]):
+        layers += [wrap(nn.Conv2d(c_in, width(i), 4, 2, 1)), make_activation(activation)]
+        c_in, size = width(i), size // 2
+    return nn.Sequential(*layers), c_in * size * size
+
+
 class ConvEncoder(nn.Module):
     """Mirror of ``ConvGenerator``: stride-2 convolutions (kernel 4, padding 1) halve the
     resolution down to 4×4 (7×7 for 28×28), widths ``ngf·2 … ngf·2^L``, then a linear head.
@@ -43,19 +64,11 @@ class ConvEncoder(nn.Module):
     def __init__(self, in_shape: Sequence[int], n_z: int, ngf: int = 64,
                  activation: str = "leaky_relu") -> None:
         super().__init__()
-        channels, height, width = in_shape
-        if height != width or height not in (16, 28, 32, 64):
-            raise ValueError(f"conv encoder supports square images of size 16, 28, 32 or 64, "
-                             f"got {height}×{width}; use encoder=mlp")
-        n_down = {16: 2, 28: 2, 32: 3, 64: 4}[height]
-        layers: list[nn.Module] = []
-        c_in, size = channels, height
-        for i in range(n_down):
-            c_out = ngf * 2 ** (i + 1) if height != 64 else ngf * 2 ** i
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), make_activation(activation)]
-            c_in, size = c_out, size // 2
-        self.trunk = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in * size * size, 2 * n_z)
+        height = in_shape[1]
+        self.trunk, features = downsampling_trunk(
+            in_shape, lambda i: ngf * 2 ** (i + 1) if height != 64 else ngf * 2 ** i,
+            activation, "conv encoder", "encoder=mlp")
+        self.head = nn.Linear(features, 2 * n_z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.trunk(x).flatten(1)).chunk(2, dim=1)

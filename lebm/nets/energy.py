@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lebm.nets.activations import make_activation
+from lebm.nets.encoders import downsampling_trunk
 
 
 class EnergyMLP(nn.Module):
@@ -62,20 +63,10 @@ class ConvEnergy(nn.Module):
     def __init__(self, in_shape: Sequence[int], ndf: int = 64, spectral_norm: bool = False,
                  activation: str = "leaky_relu") -> None:
         super().__init__()
-        channels, height, width = in_shape
-        if height != width or height not in (16, 28, 32, 64):
-            raise ValueError(f"conv energy supports square images of size 16, 28, 32 or 64, "
-                             f"got {height}×{width}; use model.energy_net=mlp")
-        n_down = {16: 2, 28: 2, 32: 3, 64: 4}[height]
         wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-        layers: list[nn.Module] = []
-        c_in, size = channels, height
-        for i in range(n_down):
-            c_out = ndf * 2 ** i
-            layers += [wrap(nn.Conv2d(c_in, c_out, 4, 2, 1)), make_activation(activation)]
-            c_in, size = c_out, size // 2
-        self.trunk = nn.Sequential(*layers)
-        self.head = wrap(nn.Linear(c_in * size * size, 1))
+        self.trunk, features = downsampling_trunk(in_shape, lambda i: ndf * 2 ** i, activation,
+                                                  "conv energy", "model.energy_net=mlp", wrap)
+        self.head = wrap(nn.Linear(features, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x).flatten(1)).squeeze(-1)
