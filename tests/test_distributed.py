@@ -95,3 +95,26 @@ def test_shutdown_distributed_leaves_the_process_group(tmp_path):
         assert dist.is_initialized()
         shutdown_distributed(synchronize)
         assert not dist.is_initialized()
+
+
+def test_two_process_persistent_chains_stay_whole_and_resume_exactly(tmp_path, tiny_overrides):
+    """Persistent posterior chains under 2 ranks: every rank writes every rank's updates,
+    so after one epoch rank 0's checkpoint holds a chain for every example, and resume is
+    exact."""
+    sets = [a for o in tiny_overrides + ["data.limit=400", "method.persistent_chains=true",
+                                         "method.persistent_steps=2"] for a in ("--set", o)]
+    port = 30500 + os.getpid() % 1000
+    straight = _torchrun(["train", "digits", "--run-dir", str(tmp_path / "s"), "--max-steps",
+                          "6", *sets], port)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    half = _torchrun(["train", "digits", "--run-dir", str(tmp_path / "r"), "--max-steps", "3",
+                      *sets], port + 1)
+    assert half.returncode == 0, half.stderr[-3000:]
+    more = _torchrun(["resume", str(tmp_path / "r"), "--max-steps", "6"], port + 2)
+    assert more.returncode == 0, more.stderr[-3000:]
+    _assert_same_state(tmp_path / "s", tmp_path / "r")
+    state = {k: torch.load(tmp_path / k / "checkpoints" / "step_00000006" /
+                           "training_state.pt", weights_only=True)["method"]
+             for k in ("s", "r")}
+    assert not bool(state["s"]["chains_fresh"].any())  # 4 steps × 2 ranks × 50 = 400 rows
+    torch.testing.assert_close(state["s"]["chains"], state["r"]["chains"], rtol=0, atol=0)

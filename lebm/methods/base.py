@@ -100,6 +100,10 @@ class Method:
         """The number of training examples (the Trainer calls this once, before training);
         methods that keep per-example state size it here."""
 
+    def synchronize(self, dist: Any) -> None:
+        """Make per-example state agree across processes after a step (``Learner.update``
+        calls it on every rank right after ``step``); a no-op for most methods."""
+
     def check_data(self, targets: torch.Tensor | None) -> None:
         """Refuse training labels this method and model cannot use (``ConfigError``, raised
         before the run folder is touched). Labels of -1 mark unlabelled examples."""
@@ -161,13 +165,15 @@ class PersistentChains:
 
     Rows are drawn from ``N(0, init_std² I)`` (the chain's own start) on first use, from
     the step's generator, so a run stays a function of its seed; ``state`` / ``load_state``
-    carry the table through checkpoints (resume is exact).
+    carry the table through checkpoints (resume is exact). Under several processes each
+    rank's updates are broadcast to all after every step (``synchronize``).
     """
 
     def __init__(self) -> None:
         self.table: torch.Tensor | None = None
         self.fresh: torch.Tensor | None = None  # rows never visited yet
         self.n = 0
+        self.pending: tuple[Any, Any] = (None, None)  # this rank's last update
 
     def seen(self, index: torch.Tensor) -> torch.Tensor:
         """Which of the examples ``index`` already have a stored latent, ``(len,)`` bool."""
@@ -195,6 +201,28 @@ class PersistentChains:
         index = index.to(self.table.device)
         self.table[index] = z.detach().to(self.table.dtype)
         self.fresh[index] = False
+        self.pending = (index, z.detach())
+
+    def synchronize(self, dist: Any) -> None:
+        """Under several processes, every rank writes every rank's last update, so the
+        tables stay identical (and rank 0's checkpoint holds all of them). Slices are
+        padded to the longest rank's (index −1) for the collective."""
+        if not dist.active or self.table is None or self.fresh is None:
+            return
+        index, z = self.pending
+        dev = self.table.device
+        n = torch.tensor([0 if index is None else len(index)], device=dev)
+        rows = int(torch.stack(dist.gather(n)).max())
+        pad_i = torch.full((rows,), -1, dtype=torch.int64, device=dev)
+        pad_z = torch.zeros(rows, self.table.shape[1], device=dev)
+        if index is not None and z is not None:
+            pad_i[:len(index)] = index
+            pad_z[:len(index)] = z.to(dev)
+        for i, zz in zip(dist.gather(pad_i), dist.gather(pad_z)):
+            keep = i >= 0
+            self.table[i[keep]] = zz[keep]
+            self.fresh[i[keep]] = False
+        self.pending = (None, None)
 
     def state(self) -> dict[str, Any]:
         if self.table is None:

@@ -85,6 +85,10 @@ class LEBM(Method):
     def set_data_size(self, n: int) -> None:
         self.chains.n = int(n)
 
+    def synchronize(self, dist: Any) -> None:
+        if self.config.persistent_chains:
+            self.chains.synchronize(dist)
+
     def _posterior(self, batch: Batch, generator: torch.Generator, diagnostics: bool
                    ) -> tuple[torch.Tensor, Any]:
         """Posterior samples of the batch: the model's chain from noise, or, with persistent

@@ -64,6 +64,7 @@ class Learner:
         sync) and ``None``, or the name and value of the bad quantity (no update made).
         """
         out = self.method.step(batch, generator, diagnostics)
+        self.method.synchronize(self.dist)  # on every rank, before any early return
         named = {f"loss_{k}": v for k, v in out.losses.items()} | dict(out.metrics)
         values = self.dist.mean(
             torch.stack([v.detach().float().reshape(()) for v in named.values()])).tolist()

@@ -182,9 +182,6 @@ class Trainer:
     def _build(self, model_cfg: ModelConfig) -> None:
         self.learner = Learner(self.cfg, self.device, model_config=model_cfg, dist=self.dist)
         self.learner.method.check_data(self.data.targets)  # before the folder is touched
-        if getattr(self.cfg.method, "persistent_chains", False) and self.dist.active:
-            raise ConfigError("method.persistent_chains: one process only for now (each "
-                              "rank would keep its own examples' chains; not under torchrun)")
         self.learner.method.set_data_size(len(self.data))
         self.cfg.model = model_cfg
         self.threads = choose_threads(self.cfg.train.threads, self.model,
