@@ -206,3 +206,26 @@ def seconds_at(points: list[tuple[int, float]], step: int) -> float:
             return t0 + (t1 - t0) * (step - s0) / max(s1 - s0, 1)
     (s0, t0), (s1, t1) = points[-2:] if len(points) > 1 else ((0, 0.0), points[-1])
     return t1 + (step - s1) * (t1 - t0) / max(s1 - s0, 1)
+
+
+def plot_quality_vs_minutes(series: dict[str, list[tuple[float, float, float]]],
+                            path: Path) -> None:
+    """Test MSE and FD-MNIST against training minutes, one line per name; ``series[name]``
+    holds ``(minutes, mse, fd_mnist)`` points in order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, pts in series.items():
+        if pts:
+            xs, mse, fd = zip(*pts)
+            axes[0].plot(xs, mse, "o-", ms=3, label=name)
+            axes[1].plot(xs, fd, "o-", ms=3, label=name)
+    axes[0].set(xlabel="training minutes", ylabel="test MSE / pixel [-1, 1]")
+    axes[1].set(xlabel="training minutes", ylabel="FD-MNIST (lower is better)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clock, machine, seconds_at  # noqa: E402
+from _common import clock, machine, plot_quality_vs_minutes, seconds_at  # noqa: E402
 
 PRESETS = {"lebm": "mnist", "joint": "joint-mnist"}
 NAMES = {"lebm": "LEBM, one layer (`mnist`)", "joint": "joint EBM, two layers (`joint-mnist`)"}
@@ -174,11 +174,7 @@ def main() -> None:
 
 
 def write(out: Path, args: argparse.Namespace, scored: dict[str, dict], t0: float) -> None:
-    import matplotlib
     import torch
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     steps_done = {m: clock(out / "runs" / m)[-1] for m in PRESETS}
     result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -202,21 +198,11 @@ def write(out: Path, args: argparse.Namespace, scored: dict[str, dict], t0: floa
              f"FD-MNIST from {args.n_samples} samples. Seed {args.seed}.",
              f"Command: `{result['command']}`"]
     (out / "joint_vs_lebm.md").write_text("\n".join(rows) + "\n")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for model in PRESETS:
-        pts = sorted((p for p in scored.values() if p["model"] == model),
-                     key=lambda p: p["train_seconds"])
-        if not pts:
-            continue
-        xs = [p["train_seconds"] / 60 for p in pts]
-        axes[0].plot(xs, [p["mse"] for p in pts], "o-", label=NAMES[model])
-        axes[1].plot(xs, [p["fd_mnist"] for p in pts], "o-", label=NAMES[model])
-    axes[0].set(xlabel="training minutes", ylabel="test MSE / pixel [-1, 1]")
-    axes[1].set(xlabel="training minutes", ylabel="FD-MNIST (lower is better)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "joint_vs_lebm.png", dpi=100)
-    plt.close(fig)
+    plot_quality_vs_minutes(
+        {NAMES[m]: [(p["train_seconds"] / 60, p["mse"], p["fd_mnist"])
+                    for p in sorted((p for p in scored.values() if p["model"] == m),
+                                    key=lambda p: p["train_seconds"])] for m in PRESETS},
+        out / "joint_vs_lebm.png")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FAST, FLOAT32, clock, machine, seconds_at  # noqa: E402
+from _common import (  # noqa: E402
+    FAST,
+    FLOAT32,
+    clock,
+    machine,
+    plot_quality_vs_minutes,
+    seconds_at,
+)
 
 _F32 = [f"model.precision.{s}" for s in FLOAT32]
 _FAST = [f"model.precision.{s}" for s in FAST]
@@ -173,24 +180,10 @@ def write(out: Path, args: argparse.Namespace, curves: dict[str, list[dict]], t0
              f"test MSE on {args.n_test} digits and FD-MNIST from {args.n_samples} samples at "
              f"every checkpoint; seed {seed}. Command: `{result['command']}`"]
     (out / "time_to_quality.md").write_text("\n".join(rows) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name in args.variants:
-        pts = sorted(curves.get(f"{name}-s{seed}", []), key=lambda p: p["step"])
-        if pts:
-            xs = [p["seconds"] / 60 for p in pts]
-            axes[0].plot(xs, [p["mse"] for p in pts], "o-", ms=3, label=name)
-            axes[1].plot(xs, [p["fd_mnist"] for p in pts], "o-", ms=3, label=name)
-    axes[0].set(xlabel="training minutes", ylabel="test MSE / pixel [-1, 1]")
-    axes[1].set(xlabel="training minutes", ylabel="FD-MNIST (lower is better)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "time_to_quality.png", dpi=100)
-    plt.close(fig)
+    plot_quality_vs_minutes(
+        {name: [(p["seconds"] / 60, p["mse"], p["fd_mnist"])
+                for p in sorted(curves.get(f"{name}-s{seed}", []), key=lambda p: p["step"])]
+         for name in args.variants}, out / "time_to_quality.png")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ class PersistentChains:
         """The chains' starting points for the examples ``index``, shape ``(len, dim)``."""
         if self.n == 0:
             raise ValueError("persistent chains need the data size (Method.set_data_size)")
-        if self.table is None or self.table.shape[1] != dim:
+        if self.table is None:
             self.table = torch.zeros(self.n, dim, device=device)
             self.fresh = torch.ones(self.n, dtype=torch.bool, device=device)
         assert self.fresh is not None

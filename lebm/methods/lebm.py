@@ -149,7 +149,6 @@ class LEBM(Method):
                 metrics.update(chain_metrics("prior", prior_trace))
         return StepOutput(losses, metrics)
 
-
     def state(self) -> dict[str, Any]:
         return {**super().state(), **self.chains.state()}
 

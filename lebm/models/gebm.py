@@ -18,7 +18,6 @@ it plays no part in training (``lebm.methods.gebm``).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from lebm import settings
 from lebm.errors import ConfigError
 from lebm.latent import LatentSpec
 from lebm.likelihoods import build_likelihood
+from lebm.metrics.likelihood import log_mean_exp
 from lebm.models.base import INFERENCE, LatentModel, register_model
 from lebm.models.config import CHAIN_ALIASES, ChainConfig, PrecisionConfig
 from lebm.nets import (
@@ -203,14 +203,10 @@ class GEBM(LatentModel):
         for start in range(0, n_partition, batch_size):
             z = self.prior.sample_base(min(batch_size, n_partition - start), generator)
             v.append(-T * self.prior.data_energy(self.generator(z)).double())
-        vals = torch.cat(v)
-        top = vals.max()
-        w = (vals - top).exp()
-        log_z = float(top + w.mean().log())
-        log_z_se = float(w.std() / (w.mean() * math.sqrt(len(w))))
+        log_z, log_z_se = log_mean_exp(torch.cat(v))
         base_ll = cast(Any, self.generator).log_prob(x)
-        ll = base_ll - T * self.prior.data_energy(x) - log_z
-        return {"ll": ll, "base_ll": base_ll, "log_z": log_z, "log_z_se": log_z_se}
+        ll = base_ll - T * self.prior.data_energy(x) - float(log_z)
+        return {"ll": ll, "base_ll": base_ll, "log_z": float(log_z), "log_z_se": float(log_z_se)}
 
     def _base(self, z: torch.Tensor) -> torch.Tensor:
         """``G(z)``: inside ``chain_mode`` the chains' copy of the generator."""
