@@ -36,10 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-steps", type=int, help="new total number of steps")
     r.add_argument("--no-progress", action="store_true")
 
-    s = sub.add_parser("sample", help="write a grid of samples from a trained run")
+    s = sub.add_parser("sample", help="write a grid of samples (sentences: a text file) from "
+                       "a trained run")
     s.add_argument("run_dir", type=Path, help="run folder or model folder")
     s.add_argument("--n", type=int, default=64, help="number of samples")
-    s.add_argument("--out", type=Path, required=True, help="output PNG")
+    s.add_argument("--out", type=Path, required=True, help="output PNG (text runs: .txt)")
+    s.add_argument("--decode", choices=("greedy", "sample"), default="greedy",
+                   help="text runs: the most likely word at each position, or sampled words")
+    s.add_argument("--temperature", type=float, default=1.0,
+                   help="text runs with --decode sample: softmax temperature")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, help="prior chain steps (default: the model's)")
     s.add_argument("--step-size", type=float, help="prior chain step size (default: the "
@@ -55,10 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "samples a row, each followed by V redraws of that layer with the others "
                    "kept")
 
-    c = sub.add_parser("reconstruct", help="write held-out images next to their reconstructions")
+    c = sub.add_parser("reconstruct", help="write held-out images (or sentences) next to "
+                       "their reconstructions")
     c.add_argument("run_dir", type=Path, help="run folder")
-    c.add_argument("--out", type=Path, required=True, help="output PNG")
-    c.add_argument("--n", type=int, default=32, help="number of images")
+    c.add_argument("--out", type=Path, required=True, help="output PNG (text runs: .txt)")
+    c.add_argument("--n", type=int, default=32, help="number of images or sentences")
     c.add_argument("--split", default=None, help="data split (default: the run's test split)")
     c.add_argument("--seed", type=int, default=0)
 
@@ -193,15 +199,31 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     kernel = KERNEL_ALIASES.get(a.kernel, a.kernel)
     try:
         x = model.sample(a.n, gen, class_=a.class_, n_steps=a.steps, step_size=a.step_size,
-                         kernel=kernel, friction=a.friction)
+                         kernel=kernel, friction=a.friction, greedy=a.decode == "greedy",
+                         temperature=a.temperature)
     except ValueError as exc:  # bad chain settings, a class out of range, no symbols
         raise LebmError(str(exc)) from exc
+    if model.reads_data:
+        _write_sentences(model, x, a.out)
+        print(f"wrote {a.n} sentences ({a.decode} decoding) to {a.out}")
+        return 0
     if x.dim() == 4:
         save_image_grid(x, a.out)
     else:
         save_scatter({"samples": x[:, :2]}, a.out)
     print(f"wrote {a.n} samples to {a.out}")
     return 0
+
+
+def _write_sentences(model: Any, ids: Any, out: Path, *, prefix: str = "") -> None:
+    """One sentence a line (token ids where the model has no vocabulary)."""
+    from lebm.io import atomic_write_text
+
+    if model.vocab is None:
+        lines = [" ".join(str(int(i)) for i in row if int(i) >= 0) for row in ids]
+    else:
+        lines = [model.vocab.decode(row.tolist()) for row in ids]
+    atomic_write_text(out, "".join(prefix + line + "\n" for line in lines))
 
 
 # other names of the kernels, as the papers call them
@@ -258,6 +280,8 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     model = lebm.load(a.run_dir)
     data = load_data(cfg, a.split, limit=a.n) if a.split else load_heldout(cfg, a.n)
     x = data.batch(torch.arange(min(a.n, len(data))))
+    if model.reads_data:
+        return _reconstruct_sentences(model, data, x, a)
     if x.dim() != 4:
         raise LebmError("reconstruct writes image grids; this run's data are not images")
     recon = model.reconstruct(x, torch.Generator().manual_seed(a.seed))
@@ -265,6 +289,26 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     save_pairs_grid(x, recon, a.out)
     print(f"wrote {len(x)} originals and reconstructions (pairs, left = original) to {a.out}; "
           f"MSE per pixel in [-1, 1] = {mse:.5f}")
+    return 0
+
+
+def _reconstruct_sentences(model: Any, data: Any, x: Any, a: argparse.Namespace) -> int:
+    """``lebm reconstruct`` of a text run: each sentence, then its greedy reconstruction."""
+    import torch
+
+    from lebm.io import atomic_write_text
+
+    recon = model.reconstruct(x, torch.Generator().manual_seed(a.seed))
+    vocab = data.vocab
+    lines = []
+    same = 0
+    for orig, rec in zip(x, recon):
+        s_orig, s_rec = vocab.decode(orig.tolist()), vocab.decode(rec.tolist())
+        same += s_orig == s_rec
+        lines += [f"  {s_orig}\n", f"> {s_rec}\n"]
+    atomic_write_text(a.out, "".join(lines))
+    print(f"wrote {len(x)} sentences and their reconstructions (lines '  ' original, '> ' "
+          f"reconstruction) to {a.out}; {same} of {len(x)} reconstructed exactly")
     return 0
 
 

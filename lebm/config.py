@@ -56,6 +56,10 @@ class DataConfig:
         "help": "the split trained on (e.g. mnist train50k, keeping valid out for tuning)"})
     test_split: str | None = field(default="test", metadata={
         "help": "split for reconstruction grids and evaluation; none = use train"})
+    max_length: int | None = field(default=None, metadata={
+        "min": 1, "help": "text: leave out training sentences of more words (test: never)"})
+    vocab_size: int | None = field(default=None, metadata={
+        "min": 4, "help": "text corpora: keep the most frequent words, the rest <unk>"})
 
 
 @dataclass

@@ -59,6 +59,7 @@ def load_data(cfg: RunConfig, split: str = "train", limit: int | None = None, *,
             seed=cfg.train.seed, download=d.download,
             mask_unlabelled=d.mask_unlabelled and subset,
             label_column=d.label_column, binarize=d.binarize,
+            max_length=d.max_length, vocab_size=d.vocab_size,
         )
     except (ValueError, OSError, DownloadError) as exc:  # missing/corrupt files, bad options
         raise DataError(f"{d.name} ({split}): {exc}") from exc

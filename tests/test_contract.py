@@ -50,10 +50,13 @@ METHOD_SETTINGS = {"gebm": dict(energy_steps_init=1, energy_steps=1, partition_i
 LIKELIHOOD_CASES = {
     "gaussian": ["mlp-8x8", "conv-16"],
     "bernoulli": ["mlp-8x8", "conv-16"],
-    "categorical": ["tokens"],
+    "categorical": ["tokens", "gru"],
 }
 TOKENS = dict(generator="mlp", data_shape=(5,), gen_widths=(16,), gen_output="identity",
               n_categories=7)
+# sentences: an autoregressive decoder (called as g(z, x)), padded token ids of any length
+GRU = dict(generator="gru", data_shape=(6,), n_categories=7, embed_dim=8, hidden_dim=8,
+           dropout=0.1)
 # how each registered model class is built for the contract (every class must appear)
 MODEL_BUILDERS = {"LatentEBM": lambda **kw: LatentEBM(ModelConfig(**kw)),
                   "HierarchicalEBM": lambda **kw: HierarchicalEBM(HierarchicalConfig(**kw)),
@@ -67,18 +70,25 @@ def _data(model: LatentModel, n: int, seed: int = 0) -> torch.Tensor:
     shape = (n, *model.data_shape)
     kind = model.config.likelihood
     if kind == "categorical":
-        return torch.randint(0, model.config.n_categories, shape, generator=g)
+        x = torch.randint(0, model.config.n_categories, shape, generator=g)
+        if model.reads_data:  # sentences of 2 to 6 ids, the last <eos> (1), then padding
+            lengths = torch.randint(2, shape[1] + 1, (n,), generator=g)
+            x = x.clamp_min(2)
+            x[torch.arange(n), lengths - 1] = 1
+            x[torch.arange(shape[1]) >= lengths[:, None]] = -1
+        return x
     x = torch.rand(shape, generator=g) * 2 - 1
     return torch.where(x > 0, 1.0, -1.0) if kind == "bernoulli" else x
 
 
 def _model(gen: str, method: str, likelihood: str = "gaussian") -> LatentModel:
-    arch = dict(TOKENS) if gen == "tokens" else dict(GENERATORS[gen])
+    arch = dict({"tokens": TOKENS, "gru": GRU}.get(gen) or GENERATORS[gen])
     model_class, spec = METHOD_MODELS[method]
     spec = dict(spec)
     for key in ("encoder", "energy_net"):
         if spec.get(key) == "auto":
-            spec[key] = "conv" if arch["generator"].startswith("conv") else "mlp"
+            kind = arch["generator"]
+            spec[key] = "gru" if kind == "gru" else "conv" if kind.startswith("conv") else "mlp"
     if likelihood != "gaussian":
         arch["gen_output"] = "identity"  # logits
     return MODEL_BUILDERS[model_class](likelihood=likelihood, **SHORT, **arch, **spec)
@@ -100,12 +110,18 @@ def _check_contract(model: LatentModel, method_name: str, tmp_path) -> None:
     shape = model.data_shape
     x = _data(model, 5)
 
-    # shapes
+    # shapes (sentences: decoded up to data_shape[0] ids, as long as the longest)
     z = model.infer(x, torch.Generator().manual_seed(0))
     assert z.shape == (5, dim) and not z.requires_grad
-    assert model.decode(z).shape == (5, *shape)
-    assert model.sample(3, torch.Generator().manual_seed(0)).shape == (3, *shape)
-    assert model.reconstruct(x).shape == x.shape
+    if model.reads_data:
+        for out, n in [(model.decode(z), 5), (model.sample(3, torch.Generator().manual_seed(0)),
+                                              3), (model.reconstruct(x), 5)]:
+            assert out.shape[0] == n and 1 <= out.shape[1] <= shape[0]
+            assert out.dtype == torch.int64 and bool((out >= -1).all())
+    else:
+        assert model.decode(z).shape == (5, *shape)
+        assert model.sample(3, torch.Generator().manual_seed(0)).shape == (3, *shape)
+        assert model.reconstruct(x).shape == x.shape
     assert model.prior_log_density(z).shape == (5,)
     assert model.prior_target()(z).shape == (5,)
     assert model.posterior_target(x)(z).shape == (5,)
@@ -185,9 +201,14 @@ def test_model_contract_per_likelihood(likelihood: str, gen: str, method_name: s
                 {"likelihood": likelihood, "data_shape": [4]})
         return
     needs_encoder = METHOD_MODELS[method_name][1].get("encoder") == "auto"
-    if likelihood == "categorical" and needs_encoder:
-        with pytest.raises(ValueError, match="no encoder reads token data"):
+    if gen == "tokens" and needs_encoder:
+        with pytest.raises(ValueError, match="encoder=mlp cannot read token ids"):
             _model(gen, method_name, likelihood)
+        return
+    if gen == "gru" and method_name == "joint":  # the layered models decode images
+        with pytest.raises(ValueError, match="generator: must be one of"):
+            HierarchicalConfig.from_dict({"generator": "gru", "likelihood": likelihood,
+                                          "latent_sizes": [4, 2]})
         return
     model = _model(gen, method_name, likelihood)
     assert model.likelihood.name == likelihood

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .text import Vocabulary
+
+PAD = -1  # the padding id of token data (lebm.data.text)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -16,9 +22,12 @@ class ArrayDataset:
     """An in-memory dataset held as one tensor (plus optional labels).
 
     Images are ``uint8`` tensors of shape ``(N, C, H, W)`` with values 0..255; toy and
-    tabular data are ``float32`` tensors of shape ``(N, D)`` already in model space.
-    :meth:`batch` turns either into a ``float32`` batch ready for a model: images are
-    mapped to ``[-1, 1]`` by ``x / 255 * 2 - 1``, float data is returned unchanged.
+    tabular data are ``float32`` tensors of shape ``(N, D)`` already in model space;
+    sentences are ``int64`` token ids of shape ``(N, T)``, padded with ``-1``
+    (:mod:`lebm.data.text`), with their ``vocab``.
+    :meth:`batch` turns any of them into a batch ready for a model: images are mapped to
+    ``[-1, 1]`` by ``x / 255 * 2 - 1`` (``float32``), float data is returned unchanged, and
+    sentences stay ``int64``, cut to the batch's longest sentence.
 
     Args:
         name: data set name (for messages and run configs).
@@ -28,6 +37,7 @@ class ArrayDataset:
             (see :meth:`labelled_indices`).
         classes: optional class names, ``classes[k]`` naming label ``k`` (e.g. the distinct
             values of a CSV file's label column); ``None`` where labels are just numbers.
+        vocab: the :class:`~lebm.data.text.Vocabulary` of token data (required for it).
     """
 
     UNLABELLED = -1
@@ -38,13 +48,21 @@ class ArrayDataset:
         data: torch.Tensor | np.ndarray,
         targets: torch.Tensor | np.ndarray | None = None,
         classes: Sequence[str] | None = None,
+        vocab: Vocabulary | None = None,
     ) -> None:
         data_t = torch.as_tensor(data)
         if data_t.dim() < 2:
             raise ValueError(
                 f"{name}: data must be (N, ...) with at least 2 dims, got {tuple(data_t.shape)}"
             )
-        if data_t.dtype != torch.uint8:
+        if vocab is not None:
+            if data_t.dim() != 2 or data_t.is_floating_point() or data_t.dtype == torch.bool:
+                raise ValueError(f"{name}: token data must be (N, T) integer ids, got "
+                                 f"{tuple(data_t.shape)} {data_t.dtype}")
+            data_t = data_t.to(torch.int64)
+            if data_t.numel() and (int(data_t.max()) >= len(vocab) or int(data_t.min()) < PAD):
+                raise ValueError(f"{name}: token ids must be in [0, {len(vocab)}) or {PAD}")
+        elif data_t.dtype != torch.uint8:
             data_t = data_t.to(torch.float32)
         targets_t = None
         if targets is not None:
@@ -68,6 +86,7 @@ class ArrayDataset:
         self.data = data_t
         self.targets = targets_t
         self.classes = names
+        self.vocab = vocab
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -90,13 +109,24 @@ class ArrayDataset:
         return tuple(int(s) for s in self.data.shape[1:])
 
     @property
+    def is_tokens(self) -> bool:
+        """True for sentences of token ids (``(N, T)`` int64 with a ``vocab``)."""
+        return self.vocab is not None
+
+    @property
     def is_image(self) -> bool:
         """True for ``uint8`` image data (``(N, C, H, W)``)."""
         return self.data.dtype == torch.uint8
 
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
-        """Return the ``float32`` batch for indices ``idx`` (images scaled to ``[-1, 1]``)."""
+        """Return the batch for indices ``idx``: ``float32`` (images scaled to ``[-1, 1]``),
+        or ``int64`` token ids cut to the batch's longest sentence."""
         x = self.data[idx]
+        if self.is_tokens:
+            if x.numel() == 0:
+                return x
+            longest = int((x != PAD).sum(1).max())
+            return x[:, :max(longest, 1)].contiguous()
         if x.dtype == torch.uint8:
             return x.to(torch.float32).div_(255.0).mul_(2.0).sub_(1.0)
         return x.to(torch.float32)
@@ -119,4 +149,4 @@ class ArrayDataset:
         """Return a new dataset restricted to the examples ``idx`` (in that order)."""
         idx = torch.as_tensor(idx, dtype=torch.int64)
         targets = None if self.targets is None else self.targets[idx]
-        return ArrayDataset(self.name, self.data[idx], targets, self.classes)
+        return ArrayDataset(self.name, self.data[idx], targets, self.classes, self.vocab)

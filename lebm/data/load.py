@@ -19,6 +19,7 @@ from .dataset import ArrayDataset, DatasetNotFoundError
 from .holdout import concatenation_order, holdout_split
 from .images import load_image_files, resize_images
 from .tabular import SKLEARN_TABLES, TABULAR, TABULAR_SPLITS, LabelColumn, load_table
+from .text import TEXT_SPLITS, load_text_split
 from .toy import TOY_GENERATORS, make_toy
 
 DATASETS: tuple[str, ...] = (
@@ -37,6 +38,8 @@ DATASETS: tuple[str, ...] = (
     "wine",
     "breast-cancer",
     "csv",
+    "ptb",
+    "text",
 )
 ALIASES = {"celeba": "image-folder"}
 
@@ -52,7 +55,10 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "image-folder": ("train", "test", "all"),
     **{toy: ("train", "test", "valid") for toy in TOY_GENERATORS},
     **{table: TABULAR_SPLITS for table in TABULAR},
+    "ptb": TEXT_SPLITS,
+    "text": TEXT_SPLITS,
 }
+TEXT = ("ptb", "text")
 DEFAULT_IMAGE_FOLDER_SIZE = 64
 
 Arrays = tuple[np.ndarray, np.ndarray | None]
@@ -88,7 +94,7 @@ def _check_options(
         raise ValueError(f"split={split!r} is not a split of {key}; choose one of {SPLITS[key]}")
     if image_size is not None and image_size <= 0:
         raise ValueError(f"image_size must be a positive integer, got {image_size}")
-    if image_size is not None and (key in TOY_GENERATORS or key in TABULAR):
+    if image_size is not None and (key in TOY_GENERATORS or key in TABULAR or key in TEXT):
         raise ValueError(f"image_size: {key} is not an image data set; leave image_size unset")
     if n_labels is not None and n_labels <= 0:
         raise ValueError(f"n_labels must be a positive integer, got {n_labels}")
@@ -103,9 +109,11 @@ def _check_options(
         raise ValueError(f"limit must be a positive integer, got {limit}")
     if key in TOY_GENERATORS and n_samples <= 0:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+    if key in TEXT and n_labels is not None:
+        raise ValueError(f"n_labels: {key} has no labels")
 
 
-BUILT_IN = ("digits", "mnist5k", *TOY_GENERATORS, *SKLEARN_TABLES)
+BUILT_IN = ("digits", "mnist5k", "ptb", *TOY_GENERATORS, *SKLEARN_TABLES)
 
 
 def _check_root(key: str, name: str, root: Root, download: bool) -> None:
@@ -194,7 +202,7 @@ def _holdout_arrays(key: str, name: str, split: str, root: Root, protocol: str,
                     exclude_classes: Sequence[int], classes: Sequence[int] | None, *,
                     seed: int, download: bool, n_samples: int) -> Arrays:
     """The ``split`` of ``protocol`` from all the labelled images of the data set."""
-    if key in TABULAR or key in TOY_GENERATORS or key == "image-folder":
+    if key in TABULAR or key in TOY_GENERATORS or key in TEXT or key == "image-folder":
         raise ValueError(f"holdout_protocol: {name} is not a labelled image data set")
     if classes is not None:
         raise ValueError("holdout_protocol: use exclude_classes for the held-out classes, "
@@ -260,6 +268,8 @@ def load_dataset(
     label_column: int | str | None = None,
     binarize: bool = False,
     holdout_protocol: str | None = None,
+    max_length: int | None = None,
+    vocab_size: int | None = None,
 ) -> ArrayDataset:
     """Load one split of a data set into memory.
 
@@ -298,10 +308,14 @@ def load_dataset(
             the anomaly-detection split of all the data set's images, ``exclude_classes``
             held out; ``split`` is then ``"train"`` (80 % of the normal images) or
             ``"test"`` (the other normal images and every held-out one).
+        max_length: text (``ptb``, ``text``): leave out the training sentences of more
+            words (other splits are never cut).
+        vocab_size: ``text``: keep the most frequent words (the rest become ``<unk>``).
 
     Returns:
         An :class:`ArrayDataset`: uint8 ``(N, C, H, W)`` images, float32 ``(N, 2)`` toy
-        points or float32 ``(N, D)`` table rows, with int64 labels (``None`` for image
+        points, float32 ``(N, D)`` table rows or int64 ``(N, T)`` sentences (with ``.vocab``;
+        :mod:`lebm.data.text`), with int64 labels (``None`` for image
         folders; ``-1`` for the unlabelled examples with ``mask_unlabelled``) and, for
         tables, the class names in ``.classes``.
 
@@ -327,6 +341,18 @@ def load_dataset(
         raise ValueError(
             f"classes / exclude_classes / n_labels: {name} has no labels; remove these options"
         )
+    if (max_length is not None or vocab_size is not None) and key not in TEXT:
+        raise ValueError(f"max_length / vocab_size: {name} is not a text data set")
+    if key == "ptb" and vocab_size is not None:
+        raise ValueError("vocab_size: ptb has its fixed 10k vocabulary; leave vocab_size unset")
+    if key in TEXT:
+        if vocab_size is not None and vocab_size < 4:
+            raise ValueError(f"vocab_size must be at least 4, got {vocab_size}")
+        ids, vocab = load_text_split(key, split, root, max_length=max_length,
+                                     vocab_size=vocab_size)
+        if limit is not None:
+            ids = ids[:limit]
+        return ArrayDataset(name, np.ascontiguousarray(ids), vocab=vocab)
     targets: np.ndarray | None
     class_names: list[str] | None = None
     if holdout_protocol is not None:

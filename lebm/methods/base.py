@@ -22,6 +22,8 @@ from torch import nn
 
 from lebm.errors import ConfigError
 from lebm.models import LatentEBM, LatentModel
+from lebm.nets import reparameterize
+from lebm.sampling import frozen
 
 
 @dataclass
@@ -142,6 +144,29 @@ def decoder_loss(model: Any, x: torch.Tensor, out: torch.Tensor, recon_loss: str
     if recon_loss == "sum":
         return model.likelihood.distance(x, out).mean()
     return -model.likelihood.log_prob(x, out).mean()
+
+
+def inference_loss(model: Any, x: torch.Tensor, generator: torch.Generator, *,
+                   recon: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The amortised ``q(z|x)``'s loss ``KL(q ‖ p_θ(z|x))`` up to ``log p(x)``, per batch:
+
+        E_q[ −log p(x | g(z)) − log p̃(z) ] − H(q)      (one reparameterised draw)
+
+    (``log Z`` does not depend on ``q``). The generator's and prior's weights are frozen: only
+    ``q`` learns from it. ``recon=False`` leaves out the first term (when the decoder's own
+    loss already reaches ``q`` through ``z``). Returns ``(loss, z_q, metrics)``, ``z_q`` with
+    its graph to the encoder."""
+    mu, logvar = model.encode(x)
+    z_q = reparameterize(mu, logvar, generator)
+    with frozen(model.prior):
+        log_prior = model.prior.log_density(z_q)
+    loss = -log_prior - 0.5 * logvar.sum(1)  # −H(q) up to a constant
+    if recon:
+        with frozen(model.generator):
+            loss = loss - model.likelihood.log_prob(x, model.generate(z_q, x))
+    metrics = {"q_logp_prior": log_prior.detach().mean(),
+               "q_std": (0.5 * logvar.detach()).exp().mean()}
+    return loss.mean(), z_q, metrics
 
 
 def chain_metrics(name: str, trace: Any) -> dict[str, torch.Tensor]:

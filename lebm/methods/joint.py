@@ -47,12 +47,11 @@ from lebm.methods.base import (
     StepOutput,
     chain_metrics,
     decoder_loss,
+    inference_loss,
 )
 from lebm.methods.lebm import FAST_PATH
 from lebm.models import HierarchicalEBM, LatentModel
-from lebm.nets import reparameterize
 from lebm.priors import JointLayerPrior, LayeredGaussianPrior, Prior
-from lebm.sampling import frozen
 
 
 @dataclass
@@ -126,25 +125,15 @@ class JointMLE(Method):
                      ) -> tuple[torch.Tensor, torch.Tensor, Any, dict[str, torch.Tensor]]:
         """q's loss, the posterior samples for steps 3–5 (with a graph to q under
         ``inference=encoder``), their chain trace, and q's metrics."""
-        model, prior = self.model, self.prior
-        mu, logvar = model.encode(x)
-        z_q = reparameterize(mu, logvar, generator)
-        with frozen(prior):  # the prior's weights learn from the contrastive terms only
-            log_prior = prior.log_density(z_q)
-        entropy = 0.5 * logvar.sum(1)  # H(q) up to a constant
+        model = self.model
+        amortised = model.config.inference == "encoder"  # the decoder loss is q's recon term
+        loss, z_q, metrics = inference_loss(model, x, generator, recon=not amortised)
         trace = None
-        if model.config.inference == "encoder":
-            z_post, recon = z_q, None  # the decoder loss is q's reconstruction term
+        if amortised:
+            z_post = z_q
         else:
             z_post, trace = model.infer_latent(x, generator, z0=z_q.detach(),
                                                record=diagnostics, step_scale=self.step_scale)
-            with frozen(model.generator):
-                recon = -model.likelihood.log_prob(x, model.generate(z_q))
-        loss = (-log_prior - entropy).mean()
-        if recon is not None:
-            loss = loss + recon.mean()
-        metrics = {"q_logp_prior": log_prior.detach().mean(),
-                   "q_std": (0.5 * logvar.detach()).exp().mean()}
         return loss, z_post, trace, metrics
 
     def step(self, batch: Batch, generator: torch.Generator,
@@ -161,7 +150,7 @@ class JointMLE(Method):
             z_prior, prior_trace = model.sample_latent(x.shape[0], generator, record=diagnostics,
                                                        step_scale=self.step_scale)
 
-        out = model.generate(z_post)
+        out = model.generate(z_post, x)
         loss_g = decoder_loss(model, x, out, self.config.recon_loss)
         metrics = {**model.likelihood.metrics(x, out), **q_metrics,
                    "z_post_norm": z_post.detach().norm(dim=1).mean()}

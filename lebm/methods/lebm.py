@@ -14,6 +14,11 @@ Pang, Han, Nijkamp, Zhu, Wu (NeurIPS 2020); REFERENCE §1.2. One iteration:
 
 chain outputs are detached before the losses (§0.3). With a prior that needs no chain
 (``f ≡ 0``) there is no prior chain and no EBM loss: this is the ABP baseline.
+
+With an encoder (``model.inference=encoder+langevin``, e.g. the text models' bidirectional
+GRU) the posterior chains start from a draw of ``q(z|x)`` instead of noise, and ``q`` learns
+by its own loss ``KL(q ‖ p_θ(z|x))`` up to ``log p(x)`` (``inference_loss``), the other
+weights frozen for it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from lebm.methods.base import (
     StepOutput,
     chain_metrics,
     decoder_loss,
+    inference_loss,
 )
 
 
@@ -56,6 +62,9 @@ class LEBMConfig:
                 "gaussian: −log p(x|z)"})
     grad_clip_g: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
     grad_clip_e: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
+    lr_i: float = field(default=1e-4, metadata={
+        "gt": 0, "help": "encoder (model.inference=encoder+langevin: chains start from q)"})
+    grad_clip_i: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
     persistent_chains: bool = field(default=False, metadata={
         "help": "start each example's posterior chain where its last one stopped (one "
                 "latent per training example, checkpointed) instead of from noise"})
@@ -76,6 +85,9 @@ class LEBM(Method):
             raise ConfigError("method.persistent_chains keeps posterior chains from noise "
                               "(model.inference=langevin), not "
                               f"inference={model.config.inference}")
+        if model.encoder is not None and model.config.inference != "encoder+langevin":
+            raise ConfigError("lebm trains an encoder only as the posterior chains' start: "
+                              "set model.inference=encoder+langevin (or model.encoder=none)")
         self.chains = PersistentChains()
 
     @classmethod
@@ -121,6 +133,10 @@ class LEBM(Method):
         if energy:
             specs["energy"] = OptimizerSpec(energy, c.lr_e, (c.beta1_e, c.beta2_e),
                                             c.weight_decay_e, c.lr_decay, c.grad_clip_e)
+        if self.model.encoder is not None:
+            specs["encoder"] = OptimizerSpec(list(self.model.encoder.parameters()), c.lr_i,
+                                             (c.beta1_g, c.beta2_g), 0.0, c.lr_decay,
+                                             c.grad_clip_i)
         return specs
 
     def step(self, batch: Batch, generator: torch.Generator,
@@ -132,11 +148,14 @@ class LEBM(Method):
             z_prior, prior_trace = model.sample_latent(x.shape[0], generator, record=diagnostics,
                                                        step_scale=self.step_scale)
 
-        out = model.generate(z_post)
+        out = model.generate(z_post, x)
         loss_g = decoder_loss(model, x, out, self.config.recon_loss)
         metrics = {**model.likelihood.metrics(x, out),  # recon_error: the §1.2 guard
                    "z_post_norm": z_post.norm(dim=1).mean()}
         losses = {"generator": loss_g}
+        if model.encoder is not None:  # q learns to start the chains near the posterior
+            losses["encoder"], _, q_metrics = inference_loss(model, x, generator)
+            metrics.update(q_metrics)
         if learned_prior:
             f_pos = model.prior.neg_energy(z_post).mean()
             f_neg = model.prior.neg_energy(z_prior).mean()
@@ -190,6 +209,20 @@ SVHN_TRAIN_FAST = dict(SVHN_TRAIN, max_steps=201 * 732, drop_last=True,
 MNIST_MODEL: dict[str, Any] = dict(n_z=16, generator="conv", ngf=32, energy_widths=(200, 200),
                                    sigma=0.3, **chains(60, 0.4, 20, 0.1), precision=FAST_PATH)
 
+# Text (REFERENCE §1.4: LEBM's text settings are not published): the networks of the PTB
+# row of §2.3 (z 40; GRU decoder reading [word embedding; z], tied output embeddings,
+# embedding and state 512, dropout 0.3; EBM 40→200→200→1, GELU), ibebm's optimisation
+# (Adam 1e-3 / EBM 1e-4, clipping 0.5 / 1.0; batch 30; 60 epochs of 1,402 steps), LEBM's
+# chains. The likelihood is the sentence's summed token log-probability.
+PTB_MODEL: dict[str, Any] = dict(
+    n_z=40, generator="gru", likelihood="categorical", embed_dim=512, hidden_dim=512,
+    dropout=0.3, energy_widths=(200, 200), energy_activation="gelu", **chains(60, 0.4, 20, 0.1))
+PTB_METHOD: dict[str, Any] = dict(lr_g=1e-3, lr_e=1e-4, lr_i=1e-3, beta1_g=0.9, beta1_e=0.9,
+                                  grad_clip_g=0.5, grad_clip_i=0.5, grad_clip_e=1.0,
+                                  lr_decay=1.0)
+PTB_TRAIN: dict[str, Any] = dict(batch_size=30, max_steps=60 * 1402, sample_every=2000,
+                                 checkpoint_every=2000, n_grid=8)
+
 BASE_PRESETS: dict[str, Preset] = {
     "digits": Preset(
         "sklearn 8×8 digits, MLP generator; the demo (a few minutes on 2 CPU cores)",
@@ -231,6 +264,17 @@ BASE_PRESETS: dict[str, Preset] = {
         overrides={"data": dict(name="celeba", image_size=64), "model": SVHN_MODEL_FAST,
                    "method": {}, "train": dict(SVHN_TRAIN_FAST, max_steps=201 * 400,
                                                recon_guard=0.0)}),
+    "ptb": Preset(
+        "Penn Treebank sentences: GRU decoder, posterior Langevin from noise (LEBM's text "
+        "model; its settings are not published: REFERENCE §2.3's PTB networks)",
+        overrides={"data": dict(name="ptb"), "model": PTB_MODEL, "method": PTB_METHOD,
+                   "train": PTB_TRAIN}),
+    "ptb-encoder": Preset(
+        "Penn Treebank as 'ptb', posterior chains started from a bidirectional-GRU q(z|x) "
+        "that learns alongside (model.inference=encoder+langevin)",
+        overrides={"data": dict(name="ptb"),
+                   "model": dict(PTB_MODEL, encoder="gru", inference="encoder+langevin"),
+                   "method": PTB_METHOD, "train": PTB_TRAIN}),
     "toy2d": Preset(
         "2-D mixture of 8 Gaussians, MLP generator, 2-D latent",
         overrides={

@@ -174,7 +174,7 @@ class NCE(Method):
                                   sampler=c.prior_sampler, candidates=c.sir_candidates,
                                   chain=self._chain)
 
-        out = model.generate(z_post)
+        out = model.generate(z_post, x)
         if c.recon_loss == "sum":
             loss_g = model.likelihood.distance(x, out).mean()
         else:

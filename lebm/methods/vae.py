@@ -51,10 +51,13 @@ def vae_twin(name: str, p: Preset) -> Preset:
     mirroring the generator."""
     over = {k: dict(v) for k, v in p.overrides.items()}
     model = over.setdefault("model", {})
+    kind = model.get("generator", "conv")
     model.update(prior="gaussian", inference="encoder",
-                 encoder="conv" if model.get("generator", "conv").startswith("conv") else "mlp")
+                 encoder="gru" if kind == "gru" else "conv" if kind.startswith("conv") else "mlp")
     method = over.get("method", {})
     over["method"] = {k: v for k, v in method.items() if k == "lr_decay"}
+    if "grad_clip_g" in method:  # the generator's clipping, for the one optimiser
+        over["method"]["grad_clip"] = method["grad_clip_g"]
     return Preset(f"VAE baseline of '{name}': its generator, Gaussian prior, amortised "
                   "encoder", "vae", over)
 
@@ -82,7 +85,7 @@ class VAE(Method):
         model, x = self.model, batch.x
         mu, logvar = model.encode(x)
         z = reparameterize(mu, logvar, generator)
-        out = model.generate(z)
+        out = model.generate(z, x)
         nll = -model.likelihood.log_prob(x, out)
         kl = gaussian_kl(mu, logvar, model.prior.sigma0)
         loss = (nll + self.config.kl_weight * kl).mean()

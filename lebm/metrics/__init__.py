@@ -13,8 +13,21 @@ from lebm.metrics.scores import (
     cluster_purity,
     reconstruction_mse,
 )
+from lebm.metrics.text_lm import (
+    LMConfig,
+    LSTMLanguageModel,
+    cached_language_model,
+    forward_perplexity,
+    perplexity,
+    reverse_perplexity,
+    train_language_model,
+)
 
-__all__ = ["INCEPTION_NETWORK", "FIDRecipe", "FeatureStats", "InceptionFeatures",
-           "MNISTFeatures", "accuracy", "auprc", "auroc", "average_precision", "cluster_purity",
-           "fid", "frechet_distance", "importance_log_likelihood", "load_stats", "log_mean_exp",
-           "reconstruction_mse", "save_stats", "stats_for"]
+__all__ = [
+    "FIDRecipe", "FeatureStats", "INCEPTION_NETWORK", "InceptionFeatures", "LMConfig",
+    "LSTMLanguageModel", "MNISTFeatures", "accuracy", "auprc", "auroc", "average_precision",
+    "cached_language_model", "cluster_purity", "fid", "forward_perplexity", "frechet_distance",
+    "importance_log_likelihood", "load_stats", "log_mean_exp", "perplexity",
+    "reconstruction_mse", "reverse_perplexity", "save_stats", "stats_for",
+    "train_language_model",
+]

@@ -35,8 +35,9 @@ from torch import nn
 
 from lebm import settings
 from lebm._version import __version__
+from lebm.data.text import Vocabulary
 from lebm.errors import CheckpointError, LebmError
-from lebm.io import atomic_write, atomic_write_json, read_json_config
+from lebm.io import atomic_write, atomic_write_json, atomic_write_text, read_json_config
 from lebm.latent import LatentSpec
 from lebm.likelihoods import Likelihood
 from lebm.models.config import ChainConfig
@@ -67,7 +68,8 @@ class LatentModel(nn.Module):
             raise ValueError("the model config's data_shape must be set (the shape of one "
                              "example)")
         self.config, self.latent = config, latent
-        self._chain_g: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._chain_g: Callable[..., torch.Tensor] | None = None
+        self.vocab: Vocabulary | None = None  # token data: ids ↔ words (saved as vocab.json)
 
     # ------------------------------------------------------------------ what it is
     @property
@@ -77,6 +79,12 @@ class LatentModel(nn.Module):
     @property
     def data_shape(self) -> tuple[int, ...]:
         return tuple(self.config.data_shape)
+
+    @property
+    def reads_data(self) -> bool:
+        """True for an autoregressive generator (sentences): its output for ``x`` reads ``x``
+        too (teacher forcing), so it is called as ``g(z, x)`` and decodes token by token."""
+        return bool(getattr(self.generator, "reads_data", False))
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -89,12 +97,14 @@ class LatentModel(nn.Module):
         return self.prior.log_density(z)
 
     def log_joint(self, z: torch.Tensor, x: torch.Tensor,
-                  g: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                  g: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
         """``log p̃(x, z) = log p̃(z) + log p(x | g(z))``: one fused evaluation, ``(batch,)``.
 
-        ``g`` replaces the generator (inside ``chain_mode``: the chains' copy of it).
+        ``g`` replaces the generator (inside ``chain_mode``: the chains' copy of it). An
+        autoregressive generator is called as ``g(z, x)``.
         """
-        out = (g or self._chain_g or self.generator)(z)
+        g = g or self._chain_g or self.generator
+        out: torch.Tensor = g(z, x) if self.reads_data else g(z)
         return self.prior.log_density(z) + self.likelihood.log_prob(x, out)
 
     def prior_target(self, class_: int | None = None) -> LogDensity:
@@ -113,29 +123,43 @@ class LatentModel(nn.Module):
     def chain_mode(self) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
         """The networks as chains see them; yields the chain's generator ``g``.
 
-        Inside, every parameter is frozen (no parameter graph), autocast is off, and the
+        Inside, every parameter is frozen (no parameter graph), the networks are in eval mode
+        (dropout off: the chains sample the model's own densities), autocast is off, and the
         generator runs on a copy of its weights cast once to ``precision.chain_dtype`` (and
         to channels-last when ``precision.channels_last``), made on ``g``'s first call; ``g``
         takes and returns float32, so ``z``, the noise and the update stay float32.
-        ``posterior_target`` uses this ``g`` while the context is open.
+        ``posterior_target`` uses this ``g`` while the context is open. An autoregressive
+        generator's ``g`` takes the data too, ``g(z, x)``.
         """
         p = self.config.precision
         dtype = resolve_dtype(p.chain_dtype, self.device)
         call = _compiled_call(self.device.type) if p.compile else _call
         params: dict[str, torch.Tensor] = {}
 
-        def g(z: torch.Tensor) -> torch.Tensor:
+        def g(z: torch.Tensor, *data: torch.Tensor) -> torch.Tensor:
             if not params:  # cast on first use: prior-only chains never pay for it
                 params.update(self._chain_weights(dtype))
-            return call(self.generator, params, z.to(dtype)).float()
+            return call(self.generator, params, z.to(dtype), *data).float()
 
         outer = self._chain_g
         self._chain_g = g
         try:
-            with frozen(self), torch.autocast(self.device.type, enabled=False):
+            with frozen(self), self.eval_mode(), torch.autocast(self.device.type, enabled=False):
                 yield g
         finally:
             self._chain_g = outer
+
+    @contextlib.contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Every network in eval mode inside (no dropout), the previous modes restored after:
+        inference targets the model itself, in training as in use."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     def _chain_weights(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """Detached generator parameters and buffers in ``dtype`` (conv weights channels-last
@@ -205,7 +229,7 @@ class LatentModel(nn.Module):
         self.check_data(x)
         inference = self.config.inference
         if z0 is None and inference != "langevin":
-            with torch.no_grad():
+            with torch.no_grad(), self.eval_mode():
                 mu, logvar = self.encode(x)
             if inference == "encoder":
                 return mu, None
@@ -266,29 +290,49 @@ class LatentModel(nn.Module):
             scores.append(torch.stack(per_chain).mean(0))
         return torch.cat(scores)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """``g(z)`` with a graph to the parameters, for the learning update (float32 out).
+    def generate(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """``g(z)`` with a graph to the parameters, for the learning update (float32 out);
+        ``x``, the data it will be scored against, is read by an autoregressive generator
+        (``g(z, x)``, teacher forcing) and required for one.
 
         Runs under bf16 autocast when ``precision.update_dtype`` resolves to bfloat16.
         """
         dtype = resolve_dtype(self.config.precision.update_dtype, self.device)
+        if self.reads_data and x is None:
+            raise ValueError("this model's generator is autoregressive: generate(z, x) needs "
+                             "the data x it is scored against")
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=dtype == torch.bfloat16):
-            out = self.generator(z)
+            out = self.generator(z, x) if self.reads_data else self.generator(z)
         return out.float()
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The data ``z`` stands for: the mean of ``p(x | g(z))`` (its mode for tokens)."""
-        return self.likelihood.to_data(self.generator(z))
+    def decode(self, z: torch.Tensor, generator: torch.Generator | None = None, *,
+               greedy: bool = True, temperature: float = 1.0) -> torch.Tensor:
+        """The data ``z`` stands for: the mean of ``p(x | g(z))`` (its mode for tokens); for
+        an autoregressive generator the sentence decoded token by token (greedy, or sampled
+        at ``temperature`` with ``greedy=False``), at most ``data_shape[0]`` ids."""
+        return self._decode_with(self.generator, z, generator, greedy=greedy,
+                                 temperature=temperature)
+
+    def _decode_with(self, g: Callable[..., torch.Tensor], z: torch.Tensor,
+                     generator: torch.Generator | None = None, *, greedy: bool = True,
+                     temperature: float = 1.0) -> torch.Tensor:
+        if self.reads_data:
+            return cast(Any, self.generator).generate_tokens(
+                z, self.data_shape[0], greedy=greedy, temperature=temperature,
+                generator=generator)
+        return self.likelihood.to_data(g(z))
 
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 500,
-               *, class_: int | None = None, **chain_overrides: ChainOverrides) -> torch.Tensor:
+               *, class_: int | None = None, greedy: bool = True, temperature: float = 1.0,
+               **chain_overrides: ChainOverrides) -> torch.Tensor:
         """``n`` samples ``x = decode(z)``, ``z`` from the prior chain; batched.
 
         ``chain_overrides`` (``n_steps``, ``step_size``, ``kernel``, …) replace the model's
         prior chain settings; ``class_=k`` samples symbol ``k`` of a prior with symbols. The
-        data are generated at the chains' precision (``precision.chain_dtype``).
+        data are generated at the chains' precision (``precision.chain_dtype``); sentences
+        are decoded greedily, or sampled at ``temperature`` with ``greedy=False``.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -298,7 +342,11 @@ class LatentModel(nn.Module):
                 z, _ = self.sample_latent(min(batch_size, n - start), generator, class_=class_,
                                           **chain_overrides)
                 with torch.no_grad():
-                    out.append(self.likelihood.to_data(g(z)))
+                    out.append(self._decode_with(g, z, generator, greedy=greedy,
+                                                 temperature=temperature))
+        if self.reads_data:  # sentences of different lengths: pad to the longest
+            return torch.nn.utils.rnn.pad_sequence(
+                [row for part in out for row in part], batch_first=True, padding_value=-1)
         return torch.cat(out)
 
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None,
@@ -310,7 +358,10 @@ class LatentModel(nn.Module):
         """A ``ValueError`` naming the problem if ``x`` is not a batch this model takes (shape,
         then what its likelihood accepts: finite values, binary values, token ids)."""
         want = self.data_shape
-        if tuple(x.shape[1:]) != want:
+        if self.reads_data:  # sentences: any length
+            if x.dim() != 2:
+                raise ValueError(f"expected token ids of shape (batch, T), got {tuple(x.shape)}")
+        elif tuple(x.shape[1:]) != want:
             raise ValueError(f"expected data of shape (batch, {', '.join(map(str, want))}), "
                              f"got {tuple(x.shape)}")
         self.likelihood.check(x)
@@ -339,6 +390,8 @@ class LatentModel(nn.Module):
             z = z0 * self.prior.sigma0 / self.config.prior_chain.init_std
         samples = self.decode(z)
         written: list[Path] = []
+        if self.reads_data:
+            return [self._text_previews(f"{stem}_samples.txt", z, heldout, seed)]
         if samples.dim() == 4:
             x = heldout.to(dev)
             recon = self.reconstruct(x, torch.Generator(device=dev).manual_seed(seed + 4))
@@ -369,6 +422,31 @@ class LatentModel(nn.Module):
                 + (", samples by symbol" if by_symbol is not None else "")))
         return written
 
+    def _text_previews(self, path: str, z: torch.Tensor, heldout: torch.Tensor,
+                       seed: int) -> Path:
+        """Sentences from the fixed-noise prior samples (greedy), and held-out sentences with
+        their reconstructions, as a text file (ids where there is no vocabulary)."""
+        dev = self.device
+
+        def show(ids: torch.Tensor) -> list[str]:
+            if self.vocab is None:
+                return [" ".join(str(int(i)) for i in row if int(i) >= 0) for row in ids]
+            return [self.vocab.decode(row.tolist()) for row in ids]
+
+        lines = ["# samples (prior chain, greedy decoding)", *show(self.decode(z)), ""]
+        x = heldout.to(dev)
+        if x.numel():
+            recon = self.reconstruct(x, torch.Generator(device=dev).manual_seed(seed + 4))
+            lines.append("# held-out sentence -> reconstruction (greedy)")
+            for a, b in zip(show(x), show(recon)):
+                lines += [f"  {a}", f"> {b}"]
+        if "symbols" in self.prior.capabilities:
+            cls_gen = torch.Generator(device=dev).manual_seed(seed + 6)
+            for k in range(self.prior.n_classes):
+                lines += ["", f"# symbol {k}", *show(self.sample(4, cls_gen, class_=k))]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        return Path(path)
+
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
@@ -376,6 +454,8 @@ class LatentModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp))
+        if self.vocab is not None:
+            self.vocab.save(directory / "vocab.json")
         atomic_write_json(directory / "config.json", {
             "format": MODEL_FORMAT, "class": type(self).__name__,
             "lebm_version": __version__, "config": dataclasses.asdict(self.config),
@@ -398,14 +478,20 @@ class LatentModel(nn.Module):
         if missing or unexpected:
             raise CheckpointError(f"{directory}: weights do not match the config "
                                   f"(missing {missing}, unexpected {unexpected})")
+        if (directory / "vocab.json").is_file():
+            try:
+                model.vocab = Vocabulary.load(directory / "vocab.json")
+            except ValueError as exc:
+                raise CheckpointError(f"{directory}: {exc}") from exc
         return model.to(map_location)
 
 
 M = TypeVar("M", bound=LatentModel)
 
 
-def _call(module: nn.Module, params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-    return torch.func.functional_call(module, params, (z,))
+def _call(module: nn.Module, params: dict[str, torch.Tensor], *args: torch.Tensor
+          ) -> torch.Tensor:
+    return torch.func.functional_call(module, params, args)
 
 
 @functools.cache

@@ -36,7 +36,7 @@ from lebm.models.config import CHAIN_ALIASES, ChainConfig, PrecisionConfig
 from lebm.nets import (
     ACTIVATIONS,
     DATA_ENERGIES,
-    GENERATORS,
+    IMAGE_GENERATORS,
     build_data_energy,
     build_generator,
 )
@@ -70,7 +70,7 @@ class GEBMConfig:
     flow_passes: int = field(default=0, metadata={
         "min": 0, "help": "0: fully autoregressive; 2: coupling layers (fast inverse)"})
     n_z: int = field(default=100, metadata={"min": 1, "help": "latent dimension"})
-    generator: str = field(default="conv", metadata={"choices": GENERATORS})
+    generator: str = field(default="conv", metadata={"choices": IMAGE_GENERATORS})
     gen_widths: tuple[int, ...] = field(default=(256, 256), metadata={"min": 1})
     ngf: int = field(default=64, metadata={"min": 1, "help": "conv generator base width"})
     gen_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})

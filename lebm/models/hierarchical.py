@@ -26,7 +26,7 @@ from lebm.models.config import CHAIN_ALIASES, ChainConfig, PrecisionConfig
 from lebm.nets import (
     ACTIVATIONS,
     ENCODERS,
-    GENERATORS,
+    IMAGE_GENERATORS,
     BottomLayerGenerator,
     LadderGenerator,
     build_encoder,
@@ -61,7 +61,7 @@ class HierarchicalConfig:
                 "concatenated layers over N(0, σ0² I) (ICCV'23, with generator=ladder); "
                 "gaussian: N(0, σ0² I) alone"})
     generator: str = field(default="conv", metadata={
-        "choices": (*GENERATORS, "ladder"),
+        "choices": (*IMAGE_GENERATORS, "ladder"),
         "help": "mlp / conv / conv-wide read z_1 only; ladder reads every layer top-down"})
     gen_widths: tuple[int, ...] = field(default=(256, 256), metadata={"min": 1})
     ngf: int = field(default=64, metadata={"min": 1, "help": "conv generator base width"})

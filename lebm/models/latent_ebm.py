@@ -60,8 +60,12 @@ class ModelConfig:
         "choices": tuple(LIKELIHOODS),
         "help": "bernoulli: binary data (±1), g outputs logits; categorical: token ids"})
     sigma: float = field(default=0.3, metadata={"gt": 0, "help": "Gaussian observation std"})
-    n_categories: int = field(default=0, metadata={"min": 0,
-                                                   "help": "vocabulary of likelihood=categorical"})
+    n_categories: int = field(default=0, metadata={
+        "min": 0, "help": "ids of likelihood=categorical (set from the data's vocabulary)"})
+    embed_dim: int = field(default=512, metadata={"min": 1, "help": "gru nets: word embedding"})
+    hidden_dim: int = field(default=512, metadata={"min": 1, "help": "gru nets: GRU state"})
+    dropout: float = field(default=0.3, metadata={
+        "min": 0.0, "max": 0.99, "help": "gru nets: dropout on embeddings and outputs"})
     prior_chain: ChainConfig = field(default_factory=prior_chain_default)
     posterior_chain: ChainConfig = field(default_factory=posterior_chain_default)
     encoder: str = field(default="none", metadata={
@@ -87,14 +91,22 @@ class ModelConfig:
         if self.prior == "symbol" and self.n_classes < 2:
             raise ConfigError(f"{label}prior=symbol needs {label}n_classes >= 2, "
                               f"got {self.n_classes}")
-        if self.likelihood != "gaussian" and self.gen_output != "identity":
+        if self.generator == "gru" and self.likelihood != "categorical":
+            raise ConfigError(f"{label}generator=gru decodes sentences: it needs "
+                              f"{label}likelihood=categorical")
+        if self.encoder == "gru" and self.likelihood != "categorical":
+            raise ConfigError(f"{label}encoder=gru reads sentences: it needs "
+                              f"{label}likelihood=categorical")
+        if (self.likelihood != "gaussian" and self.gen_output != "identity"
+                and self.generator != "gru"):
             raise ConfigError(f"{label}likelihood={self.likelihood}: the generator outputs "
                               f"logits; set {label}gen_output=identity")
-        if self.likelihood == "categorical" and self.n_categories < 2:
-            raise ConfigError(f"{label}likelihood=categorical needs {label}n_categories >= 2")
-        if self.likelihood == "categorical" and self.encoder != "none":
-            raise ConfigError(f"{label}encoder: no encoder reads token data yet; use "
-                              f"{label}encoder=none with likelihood=categorical")
+        if self.likelihood == "categorical" and self.n_categories == 1:
+            raise ConfigError(f"{label}likelihood=categorical needs {label}n_categories >= 2 "
+                              f"(0: from the data's vocabulary)")
+        if self.likelihood == "categorical" and self.encoder not in ("none", "gru"):
+            raise ConfigError(f"{label}encoder={self.encoder} cannot read token ids; use "
+                              f"{label}encoder=gru (or none) with likelihood=categorical")
 
 
 @register_model
@@ -113,7 +125,8 @@ class LatentEBM(LatentModel):
         # draws from the global RNG in this order
         self.generator = build_generator(
             c.generator, self.latent, likelihood.output_shape(self.data_shape),
-            widths=c.gen_widths, ngf=c.ngf, activation=c.gen_activation, output=c.gen_output)
+            widths=c.gen_widths, ngf=c.ngf, activation=c.gen_activation, output=c.gen_output,
+            embed_dim=c.embed_dim, hidden_dim=c.hidden_dim, dropout=c.dropout)
         self.prior = build_prior(c.prior, self.latent, PriorSettings(
             sigma0=c.sigma0, n_classes=c.n_classes, energy_widths=c.energy_widths,
             energy_activation=c.energy_activation,
@@ -121,4 +134,6 @@ class LatentEBM(LatentModel):
         self.likelihood = likelihood
         self.encoder = build_encoder(c.encoder, self.data_shape, self.latent,
                                      widths=c.gen_widths[::-1], ngf=c.ngf,
-                                     activation=c.gen_activation)
+                                     activation=c.gen_activation, vocab_size=c.n_categories,
+                                     embed_dim=c.embed_dim, hidden_dim=c.hidden_dim,
+                                     dropout=c.dropout)

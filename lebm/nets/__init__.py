@@ -7,8 +7,15 @@ Networks here know nothing about densities or sampling; ``lebm.priors`` and
 from lebm.nets.activations import ACTIVATIONS, make_activation
 from lebm.nets.encoders import ENCODERS, ConvEncoder, MLPEncoder, build_encoder, reparameterize
 from lebm.nets.energy import DATA_ENERGIES, ConvEnergy, EnergyMLP, build_data_energy
-from lebm.nets.generators import GENERATORS, ConvGenerator, MLPGenerator, build_generator
+from lebm.nets.generators import (
+    GENERATORS,
+    IMAGE_GENERATORS,
+    ConvGenerator,
+    MLPGenerator,
+    build_generator,
+)
 from lebm.nets.layers import BottomLayerGenerator, ConditionalGaussian, LadderGenerator
+from lebm.nets.text import GRUDecoder, GRUEncoder
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,6 +27,9 @@ __all__ = [
     "MLPEncoder",
     "build_encoder",
     "GENERATORS",
+    "IMAGE_GENERATORS",
+    "GRUDecoder",
+    "GRUEncoder",
     "ConvGenerator",
     "EnergyMLP",
     "ConvEnergy",

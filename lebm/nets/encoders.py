@@ -13,8 +13,9 @@ from torch import nn
 
 from lebm.latent import LatentSpec
 from lebm.nets.activations import make_activation
+from lebm.nets.text import GRUEncoder
 
-ENCODERS = ("none", "mlp", "conv")
+ENCODERS = ("none", "mlp", "conv", "gru")
 
 
 class MLPEncoder(nn.Module):
@@ -85,11 +86,17 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
 
 def build_encoder(kind: str, in_shape: Sequence[int], latent: LatentSpec, *,
                   widths: Sequence[int] = (256, 256), ngf: int = 64,
-                  activation: str = "leaky_relu") -> nn.Module | None:
-    """Build an encoder of the flat latent of ``latent`` by name (``mlp``, ``conv``), or
-    ``None`` for ``none``."""
+                  activation: str = "leaky_relu", vocab_size: int = 0, embed_dim: int = 512,
+                  hidden_dim: int = 512, dropout: float = 0.0) -> nn.Module | None:
+    """Build an encoder of the flat latent of ``latent`` by name (``mlp``, ``conv``, ``gru``
+    for sentences of ``vocab_size`` ids), or ``None`` for ``none``."""
     if kind == "none":
         return None
+    if kind == "gru":
+        if len(in_shape) != 1 or vocab_size < 3:
+            raise ValueError("the gru encoder reads token data (likelihood=categorical with "
+                             "its n_categories)")
+        return GRUEncoder(vocab_size, latent.dim, embed_dim, hidden_dim, dropout)
     if kind == "mlp":
         return MLPEncoder(in_shape, latent.dim, widths, activation)
     if kind == "conv":

@@ -12,8 +12,10 @@ from torch import nn
 
 from lebm.latent import LatentSpec
 from lebm.nets.activations import make_activation
+from lebm.nets.text import GRUDecoder
 
-GENERATORS = ("mlp", "conv", "conv-wide")
+GENERATORS = ("mlp", "conv", "conv-wide", "gru")
+IMAGE_GENERATORS = ("mlp", "conv", "conv-wide")  # the non-autoregressive ones: g(z) alone
 
 
 def output_layers(output: str) -> list[nn.Module]:
@@ -151,9 +153,18 @@ def build_generator(
     ngf: int = 64,
     activation: str = "leaky_relu",
     output: str = "tanh",
+    embed_dim: int = 512,
+    hidden_dim: int = 512,
+    dropout: float = 0.0,
 ) -> nn.Module:
-    """Build a generator by name (``mlp``, ``conv`` or ``conv-wide``) reading the flat
-    latent of ``latent``."""
+    """Build a generator by name (``mlp``, ``conv``, ``conv-wide``, or ``gru`` for sentences:
+    ``out_shape`` is then ``(T, V)``, the logits of ``T`` tokens over ``V`` ids) reading the
+    flat latent of ``latent``."""
+    if kind == "gru":
+        if len(out_shape) != 2:
+            raise ValueError(f"the gru generator needs token data (likelihood=categorical), "
+                             f"got output shape {tuple(out_shape)}")
+        return GRUDecoder(latent.dim, out_shape[1], embed_dim, hidden_dim, dropout)
     if kind == "mlp":
         return MLPGenerator(latent.dim, out_shape, widths, activation, output)
     if kind == "conv":

@@ -31,7 +31,11 @@ def generator_flops(model: LatentModel, batch_size: int) -> int:
     """Multiply-add FLOPs of one generator forward on a batch (counted, not timed)."""
     z = torch.zeros(batch_size, model.latent.dim, device=model.device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.generator(z)
+        if model.reads_data:  # sentences: count 20 tokens of the data's first id
+            model.generator(z, torch.zeros(batch_size, 20, dtype=torch.long,
+                                           device=model.device))
+        else:
+            model.generator(z)
     return int(counter.get_total_flops())
 
 

@@ -123,6 +123,11 @@ class Trainer:
         self.labelled_pool = self.data.labelled_indices()  # for methods that ask for labels
         self.heldout = load_heldout(cfg, t.n_grid)
         cfg.model.data_shape = tuple(self.data.sample_shape)
+        if self.data.vocab is not None:  # sentences: the likelihood's ids are the vocabulary
+            if not hasattr(cfg.model, "n_categories"):
+                raise ConfigError(f"{cfg.data.name} is text; model {type(cfg.model).__name__} "
+                                  f"does not read sentences (use lebm, vae, abp or svebm)")
+            cfg.model.n_categories = len(self.data.vocab)
 
         self.n_divergences = 0
         self.scales = {"lr": 1.0, "step": 1.0}  # cumulative divergence factors (checkpointed)
@@ -184,6 +189,7 @@ class Trainer:
         self.learner.method.check_data(self.data.targets)  # before the folder is touched
         self.learner.method.set_data_size(len(self.data))
         self.cfg.model = model_cfg
+        self.model.vocab = self.data.vocab  # saved with every checkpoint (vocab.json)
         self.threads = choose_threads(self.cfg.train.threads, self.model,
                                       self.cfg.train.batch_size)
         self.chain_gen = torch.Generator(device=self.device)
@@ -227,6 +233,8 @@ class Trainer:
     def _write_run_config(self) -> None:
         if not self.dist.is_main:
             return
+        if self.data.vocab is not None:
+            self.data.vocab.save(self.run_dir / "vocab.json")
         atomic_write_json(self.run_dir / "config.json", {
             "format": RUN_FORMAT,
             "lebm_version": __version__,
