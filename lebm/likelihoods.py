@@ -160,7 +160,7 @@ class CategoricalLikelihood:
         logp = F.log_softmax(out, dim=-1)
         mask = x >= 0
         picked = logp.gather(-1, x.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        return -(picked * mask).flatten(1).sum(1)
+        return -picked.masked_fill(~mask, 0.0).flatten(1).sum(1)  # (−inf logits stay out)
 
     def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         return -self.distance(x, out)

@@ -11,7 +11,11 @@ Metrics (``--metrics``; the default is every one that applies to the run's data 
 * ``fd_mnist`` Fréchet distance in an MNIST classifier's 128-d features (28×28 grey data
                only), samples vs the test split: a fast domain-specific FID.
 * ``ll``       importance-sampling estimate of log p(x) on test examples (nats per example,
-               continuous density in model space), with standard errors.
+               continuous density in model space), with standard errors. Sentences: NLL
+               per sentence by importance sampling with 500 draws, and PPL from it
+               (``lebm.evaluate.text``).
+* ``ppl``      text: forward and reverse perplexity of ``n_samples`` generated sentences
+               (greedy decoding) by LSTM language models, and the real test split's FPPL.
 * ``auprc``    anomaly detection, when the run held classes out (``data.exclude_classes``):
                the whole test split scored by ``model.anomaly_score``, held-out classes
                positive; also AUROC.
@@ -43,7 +47,7 @@ from lebm.models import LatentModel, load_model
 from lebm.run import load_data, read_run_config, resolve_device
 from lebm.train.checkpoint import checkpoint_root, is_complete, latest_checkpoint, step_of
 
-METRICS = ("mse", "fid", "fd_mnist", "ll", "auprc", "accuracy", "chains")
+METRICS = ("mse", "fid", "fd_mnist", "ll", "ppl", "auprc", "accuracy", "chains")
 
 
 @dataclass
@@ -130,6 +134,8 @@ class Evaluator:
     def applicable(self) -> list[str]:
         """Metrics that make sense for this run (FID only on a GPU by default)."""
         shape = self.model.data_shape
+        if self.model.reads_data:  # sentences
+            return ["ll", "ppl", *(["accuracy"] if self.cfg.data.n_labels else []), "chains"]
         out = ["mse"]
         if len(shape) == 3:
             if self.device.type == "cuda":
@@ -189,6 +195,9 @@ class Evaluator:
                           disable=not self.s.progress):
                 out.append(self.model.sample(min(self.s.batch_size, n - i), gen,
                                              batch_size=self.s.batch_size).cpu())
+            if self.model.reads_data:  # sentences: pad every batch to the longest
+                out = [torch.nn.functional.pad(o, (0, max(o.shape[1] for o in out)
+                                                   - o.shape[1]), value=-1) for o in out]
             self._sample_cache[n] = torch.cat(out)
         return self._sample_cache[n]
 
@@ -251,6 +260,8 @@ class Evaluator:
         if getattr(self.model, "has_density", False):  # a GEBM on a flow: exact up to log Z
             return self._ll_density_base(x, gen)
         log_z = prior_log_normalizer(self.model, gen)  # once, shared by every example
+        if self.model.reads_data:
+            return self._ll_sentences(x, gen, log_z)
         lls, ses = [], []
         for xb in self._batches(x, "log p(x)", size=50):
             ll, se = log_likelihood(self.model, xb, gen, log_z=(log_z[0], 0.0))
@@ -277,6 +288,35 @@ class Evaluator:
                            else "exact (Gaussian prior)",
                            "data_space": "model space (images in [-1, 1]); continuous "
                            "Gaussian density, not a discrete likelihood"}}
+
+    def _ll_sentences(self, x: torch.Tensor, gen: torch.Generator,
+                      log_z: tuple[float, float]) -> dict[str, Any]:
+        from lebm.evaluate.text import IS_SAMPLES, sentence_nll
+
+        r = sentence_nll(self.model, x, gen, log_z=log_z, progress=self.s.progress)
+        encoder = self.model.config.inference == "encoder"
+        return {**r, "recipe": {
+            "split": self.test_split, "n": r["n"],
+            "estimator": f"importance sampling, {IS_SAMPLES} draws per sentence (the papers')",
+            "proposal": "q(z|x)" if encoder else "diagonal Gaussian fitted to 16 posterior "
+                        "chains (×1.5 spread)",
+            "prior_log_z": "log E_N(0,σ0²) exp f by AIS, 1,000 chains, 200 temperatures"
+                           if self.model.prior.needs_chain else "exact (Gaussian prior)",
+            "nll": "nats per sentence, −log p(x), <eos> included; ppl = exp(Σ nll / Σ tokens)"}}
+
+    def eval_ppl(self) -> dict[str, Any]:
+        if not self.model.reads_data:
+            raise LebmError("ppl scores generated sentences: this run's data are not text")
+        from lebm.evaluate.text import generation_perplexities
+
+        ids = {s: self.examples(self.data(s)) for s in ("train", "valid", self.test_split)}
+        samples = self._samples(self.s.n_samples)
+        r = generation_perplexities(samples, ids["train"], ids["valid"], ids[self.test_split],
+                                    self.model.config.n_categories, progress=self.s.progress,
+                                    cache_dir=self.s.cache_dir)
+        r["recipe"] = {**self._sampler_recipe(), "decoding": "greedy",
+                       "split": self.test_split, **r.pop("language_model")}
+        return r
 
     def _ll_density_base(self, x: torch.Tensor, gen: torch.Generator) -> dict[str, Any]:
         """``log q(x) = log g(x) − T·E(x) − log Z`` of a GEBM whose base has a density."""
@@ -489,8 +529,15 @@ def format_table(results: dict[str, Any]) -> str:
             label = "FID (Inception)" if name == "fid" else "FD (MNIST features)"
             rows.append((f"{label}, {r['recipe'].get('n_samples', '?')} samples",
                          f"{r['value']:.2f}"))
+        elif name == "ll" and "nll" in r:  # sentences
+            rows.append(("NLL per sentence [nats]", f"{r['nll']:.2f} ± {r['se_total']:.2f}"))
+            rows.append(("perplexity (from the NLL)", f"{r['ppl']:.2f}"))
         elif name == "ll":
             rows.append(("log p(x) [nats]", f"{r['nats']:.2f} ± {r['se_examples']:.2f}"))
+        elif name == "ppl":
+            rows.append((f"forward / reverse PPL, {r['n_samples']} samples",
+                         f"{r['fppl']:.2f} / {r['rppl']:.2f}"))
+            rows.append(("forward PPL of the real test split", f"{r['real_fppl']:.2f}"))
         elif name == "auprc":
             rows.append(("AUPRC (held-out classes, trapezoid)", f"{r['auprc']:.4f}"))
             if "average_precision" in r:

@@ -60,7 +60,11 @@ class GRUDecoder(nn.Module):
         _init_uniform(self, init_scale)
 
     def _step_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.project(self.drop(h)), self.embed.weight, self.out_bias)
+        """Logits over the ids; ``<bos>`` is never an output (−inf), so ``p(x | z)`` is a
+        distribution over the sentences that can occur."""
+        logits = F.linear(self.project(self.drop(h)), self.embed.weight, self.out_bias)
+        logits[..., BOS] = float("-inf")  # (linear's backward does not need its output)
+        return logits
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, T, V)`` of ``x`` given ``z`` (teacher forcing)."""
@@ -94,7 +98,6 @@ class GRUDecoder(nn.Module):
             step_in = torch.cat([self.embed(token), z.to(self.embed.weight.dtype)], -1)
             o, h = self.gru(step_in.unsqueeze(1), h)
             logits = self._step_logits(o[:, 0]).float()
-            logits[:, BOS] = -float("inf")
             if greedy:
                 token = logits.argmax(-1)
             else:

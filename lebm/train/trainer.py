@@ -125,8 +125,9 @@ class Trainer:
         cfg.model.data_shape = tuple(self.data.sample_shape)
         if self.data.vocab is not None:  # sentences: the likelihood's ids are the vocabulary
             if not hasattr(cfg.model, "n_categories"):
-                raise ConfigError(f"{cfg.data.name} is text; model {type(cfg.model).__name__} "
-                                  f"does not read sentences (use lebm, vae, abp or svebm)")
+                raise ConfigError(f"data.name={cfg.data.name} holds sentences; the "
+                                  f"{cfg.method_name} method's model does not read them (use "
+                                  f"lebm, abp, vae or svebm)")
             cfg.model.n_categories = len(self.data.vocab)
 
         self.n_divergences = 0
