@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-samples", type=int, default=5000, help="samples for fid / fd_mnist")
     e.add_argument("--n-test", type=int, help="test examples for mse / auprc (default: all)")
     e.add_argument("--n-ll", type=int, default=100, help="test examples for the ll estimate")
+    e.add_argument("--n-is", type=int, default=500, help="text ll: importance-sampling draws "
+                   "per sentence (the papers' 500)")
     e.add_argument("--n-ref", type=int, help="training images for FID reference statistics "
                    "(default: all)")
     e.add_argument("--seed", type=int, default=0)
@@ -319,7 +321,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     settings = EvalSettings(n_samples=a.n_samples, n_test=a.n_test, n_ll=a.n_ll, n_ref=a.n_ref,
                             seed=a.seed, progress=not a.no_progress, cache_dir=a.cache_dir,
                             split=a.split, anomaly_score=a.anomaly_score,
-                            score_chains=a.score_chains)
+                            score_chains=a.score_chains, n_is=a.n_is)
     record = evaluate(a.run_dir, metrics, settings, a.device, a.checkpoint)
     print(format_table(record))
     print(f"wrote {a.run_dir / 'eval.json'} (values with their recipes)")

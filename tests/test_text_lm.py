@@ -328,9 +328,11 @@ def test_save_and_load_untied_model(tmp_path):
         load_language_model(tmp_path / "m", key="other")
 
 
-def test_default_cache_dir_follows_lebm_data(monkeypatch, tmp_path):
-    monkeypatch.setenv("LEBM_DATA", str(tmp_path))
-    assert text_lm.default_cache_dir() == tmp_path / "text_lm"
+def test_ids_agree_with_the_data_layer():
+    from lebm.data.text import PAD, Vocabulary
+
+    assert (text_lm.BOS, text_lm.EOS, text_lm.UNK, text_lm.PAD) == (
+        Vocabulary.bos, Vocabulary.eos, Vocabulary.unk, PAD)
 
 
 # ----------------------------------------------------------------------------- determinism

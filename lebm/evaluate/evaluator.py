@@ -39,7 +39,7 @@ from typing import Any, cast
 import torch
 
 from lebm._version import __version__
-from lebm.data import ArrayDataset
+from lebm.data import ArrayDataset, cache_dir
 from lebm.errors import LebmError
 from lebm.evaluate.marginal import log_likelihood, prior_log_normalizer
 from lebm.io import atomic_write_json
@@ -61,15 +61,16 @@ class EvalSettings:
     seed: int = 0
     batch_size: int = 500
     progress: bool = True
-    cache_dir: str | Path | None = None  # FID reference statistics
+    cache_dir: str | Path | None = None  # FID reference statistics, text language models
     split: str | None = None  # evaluate on this split (e.g. valid); None = the run's test split
     anomaly_score: str = "joint"  # auprc score: joint (the papers'), or marginal (−log p(x))
     score_chains: int = 1  # joint: mean over this many posterior draws
+    n_is: int = 500  # text ll: importance-sampling draws per sentence (the papers' 500)
 
     def __post_init__(self) -> None:
         if self.score_chains < 1:
             raise LebmError(f"score_chains must be >= 1, got {self.score_chains}")
-        for name in ("n_samples", "n_test", "n_ll", "n_ref", "batch_size"):
+        for name in ("n_samples", "n_test", "n_ll", "n_ref", "batch_size", "n_is"):
             value = getattr(self, name)
             if value is not None and value < 2:
                 raise LebmError(f"{name} must be >= 2, got {value}")
@@ -211,7 +212,6 @@ class Evaluator:
                 "chain_dtype": c.precision.chain_dtype, "seed": self.s.seed}
 
     def eval_fid(self) -> dict[str, Any]:
-        from lebm.data import cache_dir
         from lebm.metrics.fid import FIDRecipe, fid, stats_for
         from lebm.metrics.inception import InceptionFeatures
 
@@ -291,13 +291,15 @@ class Evaluator:
 
     def _ll_sentences(self, x: torch.Tensor, gen: torch.Generator,
                       log_z: tuple[float, float]) -> dict[str, Any]:
-        from lebm.evaluate.text import IS_SAMPLES, sentence_nll
+        from lebm.evaluate.text import sentence_nll
 
-        r = sentence_nll(self.model, x, gen, log_z=log_z, progress=self.s.progress)
+        r = sentence_nll(self.model, x, gen, log_z=log_z, n_samples=self.s.n_is,
+                         progress=self.s.progress)
         encoder = self.model.config.inference == "encoder"
         return {**r, "recipe": {
             "split": self.test_split, "n": r["n"],
-            "estimator": f"importance sampling, {IS_SAMPLES} draws per sentence (the papers')",
+            "estimator": f"importance sampling, {self.s.n_is} draws per sentence (the papers: "
+                         "500)",
             "proposal": "q(z|x)" if encoder else "diagonal Gaussian fitted to 16 posterior "
                         "chains (×1.5 spread)",
             "prior_log_z": "log E_N(0,σ0²) exp f by AIS, 1,000 chains, 200 temperatures"
@@ -313,7 +315,8 @@ class Evaluator:
         samples = self._samples(self.s.n_samples)
         r = generation_perplexities(samples, ids["train"], ids["valid"], ids[self.test_split],
                                     self.model.config.n_categories, progress=self.s.progress,
-                                    cache_dir=self.s.cache_dir)
+                                    cache_dir=(Path(self.s.cache_dir) if self.s.cache_dir
+                                               else cache_dir().parent) / "text_lm")
         r["recipe"] = {**self._sampler_recipe(), "decoding": "greedy",
                        "split": self.test_split, **r.pop("language_model")}
         return r

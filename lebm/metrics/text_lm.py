@@ -28,9 +28,9 @@ folder ``cache_dir/<key[:16]>/`` holding ``model.safetensors`` (the weights) and
 (format, key, vocabulary size, config, validation perplexity, training history), each written
 to a temporary file in that folder and renamed into place; ``config.json`` is written last and
 marks the entry complete. Weights are read with safetensors only (no pickle). An unreadable or
-mismatched entry is retrained and overwritten, with a warning. The default ``cache_dir`` is
-``lebm.data.download.cache_dir() / "text_lm"`` (``$LEBM_DATA/text_lm`` when that is set). The
-RPPL language model is trained on the samples and is not cached unless asked.
+mismatched entry is retrained and overwritten, with a warning. Without a ``cache_dir`` nothing
+is cached (``lebm eval`` passes ``lebm.data.cache_dir() / "text_lm"``). The RPPL language
+model is trained on the samples and is not cached unless asked.
 
 Training is deterministic given ``LMConfig.seed`` on a given machine and thread count: the
 initial weights and dropout masks come from the seeded global generator inside
@@ -58,10 +58,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lebm.data.download import cache_dir as _data_cache_dir
-from lebm.data.text import PAD, Vocabulary
-
-BOS, EOS, UNK = Vocabulary.bos, Vocabulary.eos, Vocabulary.unk  # 0, 1, 2 (lebm.data.text)
+# the ids of lebm.data.text (lebm.metrics imports nothing else from lebm; a test checks
+# that they agree)
+BOS, EOS, UNK, PAD = 0, 1, 2, -1
 
 CACHE_FORMAT = "lebm.text_lm/1"
 """Version of the cache layout and of everything that changes a trained model for a given
@@ -460,11 +459,6 @@ def language_model_cache_key(train: Corpus, vocab_size: int, config: LMConfig | 
     return h.hexdigest()
 
 
-def default_cache_dir() -> Path:
-    """``lebm.data.download.cache_dir() / "text_lm"``."""
-    return _data_cache_dir() / "text_lm"
-
-
 def _atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -534,12 +528,15 @@ def cached_language_model(train: Corpus, vocab_size: int, config: LMConfig | Non
                           progress: bool = True,
                           device: str | torch.device | None = None) -> LSTMLanguageModel:
     """The LM :func:`train_language_model` would return for these arguments, loaded from
-    ``cache_dir/<key[:16]>/`` when there (see the module), else trained and saved there.
-    A damaged or mismatched entry is retrained and overwritten, with a RuntimeWarning."""
+    ``cache_dir/<key[:16]>/`` when there (see the module), else trained and saved there;
+    ``cache_dir=None`` trains without a cache. A damaged or mismatched entry is retrained and
+    overwritten, with a RuntimeWarning."""
     config = config if config is not None else LMConfig()
+    if cache_dir is None:
+        return train_language_model(train, vocab_size, config, valid=valid, progress=progress,
+                                    device=device)
     key = language_model_cache_key(train, vocab_size, config, valid)
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder = root / key[:16]
+    folder = Path(cache_dir) / key[:16]
     if (folder / CONFIG_FILE).exists():
         try:
             return load_language_model(folder, key=key, device=device)
@@ -608,7 +605,7 @@ def reverse_perplexity(samples: Corpus, test: Corpus, vocab_size: int,
 
 
 __all__ = ["BOS", "CACHE_FORMAT", "EOS", "PAD", "UNK", "LMConfig", "LSTMLanguageModel",
-           "TrainingSummary", "as_corpus", "cached_language_model", "default_cache_dir",
+           "TrainingSummary", "as_corpus", "cached_language_model",
            "forward_perplexity", "language_model_cache_key", "load_language_model",
            "perplexity", "reverse_perplexity", "save_language_model", "split_holdout",
            "train_language_model"]
