@@ -111,9 +111,51 @@ def main() -> None:
                           "nll_se": m["ll"]["se_total"], "ppl": m["ll"]["ppl"],
                           "fppl": m["ppl"]["fppl"], "rppl": m["ppl"]["rppl"],
                           "real_fppl": m["ppl"]["real_fppl"], "n_test": m["ll"]["n"]}
+        if preset.startswith("svebm"):
+            finals[preset]["symbols"] = symbol_report(run, best["step"], out / f"{preset}_"
+                                                      "symbols.txt", a.seed)
         write(out, a, curves, finals, t0)
     write(out, a, curves, finals, t0)
     print((out / "text_ptb.md").read_text())
+
+
+def symbol_report(run: Path, step: int, path: Path, seed: int) -> dict:
+    """SV-EBM: 5 greedy sentences of every symbol (written to ``path``), and how the test
+    sentences' inferred symbols line up with two simple attributes PTB has — length tercile
+    (cuts from the training split) and whether the sentence holds a number (``N``): the
+    purity Σ_k max_c n_kc / N of the symbols against each, beside its chance level (the
+    largest attribute share; what one symbol for everything would score)."""
+    import torch
+
+    from lebm.models import load_model
+    from lebm.run import load_data, read_run_config
+    from lebm.train.checkpoint import checkpoint_root
+
+    cfg = read_run_config(run)
+    model = load_model(checkpoint_root(run) / f"step_{step:08d}").eval()
+    vocab = model.vocab
+    gen = torch.Generator().manual_seed(seed)
+    lines = []
+    for k in range(model.prior.n_classes):
+        lines += [f"# symbol {k}", *(vocab.decode(r.tolist())
+                                     for r in model.sample(5, gen, class_=k)), ""]
+    path.write_text("\n".join(lines))
+    test = load_data(cfg, cfg.data.test_split)
+    x = test.batch(torch.arange(len(test)))
+    symbol = model.classify(x, gen).argmax(1)
+    lengths = (x >= 0).sum(1)
+    train_len = (load_data(cfg, "train").data >= 0).sum(1).float()
+    cuts = torch.quantile(train_len, torch.tensor([1 / 3, 2 / 3]))
+    number = torch.tensor([vocab.index.get("N", -5) in row.tolist() for row in x])
+    out = {"symbols_used": int(symbol.unique().numel()), "n_symbols": model.prior.n_classes,
+           "examples_file": path.name}
+    for name, attr in (("length_tercile", torch.bucketize(lengths.float(), cuts)),
+                       ("has_number", number.long())):
+        counts = torch.zeros(model.prior.n_classes, int(attr.max()) + 1)
+        counts.index_put_((symbol, attr), torch.ones(len(attr)), accumulate=True)
+        out[name] = {"purity": float(counts.max(1).values.sum() / len(attr)),
+                     "chance": float(counts.sum(0).max() / len(attr))}
+    return out
 
 
 def write(out: Path, a: argparse.Namespace, curves: dict[str, list[dict]],
@@ -145,6 +187,16 @@ def write(out: Path, a: argparse.Namespace, curves: dict[str, list[dict]],
         for p in sorted(pts, key=lambda p: p["step"]):
             rows.append(f"| {preset} | {p['step']} | {p['hours']:.2f} | {p['valid_nll']:.2f} ± "
                         f"{p['valid_nll_se']:.2f} | {p['valid_ppl']:.1f} |")
+    for preset, f in finals.items():
+        if "symbols" in f:
+            sy = f["symbols"]
+            rows += ["", f"{preset}: {sy['symbols_used']} of {sy['n_symbols']} symbols used on "
+                     "the test split; purity of the symbols against length tercile "
+                     f"{sy['length_tercile']['purity']:.3f} (chance "
+                     f"{sy['length_tercile']['chance']:.3f}), against holding a number "
+                     f"{sy['has_number']['purity']:.3f} (chance "
+                     f"{sy['has_number']['chance']:.3f}); sentences of each symbol in "
+                     f"`{sy['examples_file']}`."]
     rows += ["", f"Trained on {result['machine']['cpu'] if a.device != 'cuda' else 'CUDA'}, "
              f"{a.threads} thread(s) a run, {a.jobs} run(s) at a time; seed {a.seed}. "
              f"Command: `{result['command']}`"]
