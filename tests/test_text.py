@@ -239,6 +239,11 @@ def test_cli_trains_samples_and_reconstructs_sentences(preset, tmp_path, capsys)
     assert len(lines) == 5 and all(w in model.vocab.index for ln in lines for w in ln.split())
     assert main(["reconstruct", str(run), "--n", "3", "--out", str(tmp_path / "r.txt")]) == 0
     assert len((tmp_path / "r.txt").read_text().splitlines()) == 6
+    if preset == "svebm-ptb":  # the sentences of one symbol
+        assert main(["sample", str(run), "--n", "4", "--class", "2", "--out",
+                     str(tmp_path / "k.txt")]) == 0
+        assert len((tmp_path / "k.txt").read_text().splitlines()) == 4
+        assert "# symbol 2" in text
     if preset == "ptb-encoder":
         metrics = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
         assert "loss_encoder" in metrics and "token_accuracy" in metrics
