@@ -46,12 +46,22 @@ def data_shape(cfg) -> tuple[int, ...]:
 
 def build(preset: str, overrides: list[str], device: torch.device):
     """The preset's ``Learner`` (model, method, optimisers, as ``lebm train`` builds them) and
-    a fixed random batch of its data shape."""
+    a fixed random batch of its data shape (sentences: a fixed random batch of the real
+    Penn Treebank training sentences, whose lengths set the cost)."""
     cfg = build_config(preset, overrides)
+    g = torch.Generator(device=device).manual_seed(0)
+    if cfg.data.name == "ptb":
+        from lebm.data import load_dataset
+
+        ds = load_dataset("ptb", "train")
+        cfg.model.n_categories = len(ds.vocab)
+        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+        x = ds.batch(idx[:cfg.train.batch_size]).to(device)
+        torch.manual_seed(cfg.train.seed)
+        return cfg, Learner(cfg, device, data_shape=ds.sample_shape), x, g
     shape = data_shape(cfg)
     torch.manual_seed(cfg.train.seed)
     learner = Learner(cfg, device, data_shape=shape)
-    g = torch.Generator(device=device).manual_seed(0)
     x = torch.rand(cfg.train.batch_size, *shape, generator=g, device=device) * 2 - 1
     return cfg, learner, x, g
 
