@@ -157,10 +157,10 @@ class CategoricalLikelihood:
 
     def distance(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Summed token cross-entropy over the non-padding positions, per example."""
-        logp = F.log_softmax(out, dim=-1)
-        mask = x >= 0
-        picked = logp.gather(-1, x.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        return -picked.masked_fill(~mask, 0.0).flatten(1).sum(1)  # (−inf logits stay out)
+        mask = x >= 0  # the softmax at the real positions only (padding can be most of it)
+        real = F.log_softmax(out[mask], dim=-1).gather(-1, x[mask].unsqueeze(-1)).squeeze(-1)
+        picked = out.new_zeros(x.shape, dtype=real.dtype).masked_scatter(mask, real)
+        return -picked.flatten(1).sum(1)
 
     def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         return -self.distance(x, out)

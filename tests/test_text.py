@@ -119,13 +119,15 @@ def test_padding_adds_nothing_and_later_tokens_do_not_change_earlier_logits():
     z = torch.randn(2, 3, dtype=torch.float64)
     torch.testing.assert_close(model.log_joint(z, x), model.log_joint(z, wide))
     # causal: the logits of position t read x_<t only
+    x = torch.tensor([[3, 4, 5, 1], [5, 1, -1, -1]])
     other = x.clone()
     other[0, 2] = 3
     a, b = model.generator(z, x), model.generator(z, other)
     torch.testing.assert_close(a[:, :3], b[:, :3])
     assert not torch.allclose(a[0, 3], b[0, 3])
-    # <bos> is never an outcome
-    assert bool(torch.isinf(a[..., 0]).all())
+    # <bos> is never an outcome; padding positions are not computed (zero logits)
+    assert bool(torch.isinf(a[x >= 0][:, 0]).all())
+    assert bool((a[x < 0] == 0).all())
 
 
 def test_likelihood_gradient_to_z_matches_finite_differences():

@@ -76,7 +76,14 @@ class GRUDecoder(nn.Module):
         zs = z.unsqueeze(1).expand(-1, x.shape[1], -1).to(emb.dtype)
         h0 = torch.tanh(self.init_state(z)).unsqueeze(0)
         h, _ = self.gru(torch.cat([emb, zs], -1), h0)
-        return self._step_logits(h)
+        real = x >= 0
+        if bool(real.all()):
+            return self._step_logits(h)
+        # the output layer (most of the cost: V = 10k) at the real positions only; padding
+        # positions get zero logits, which every likelihood masks out
+        logits = h.new_zeros((*x.shape, self.vocab_size))
+        logits[real] = self._step_logits(h[real]).to(logits.dtype)
+        return logits
 
     @torch.no_grad()
     def generate_tokens(self, z: torch.Tensor, max_length: int = 40, *, greedy: bool = True,
