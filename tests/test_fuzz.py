@@ -203,3 +203,15 @@ def test_damaged_checkpoints_fall_back_or_fail_clearly(trained_run, tmp_path_fac
             lebm.load(run)
         with pytest.raises(LebmError, match="no checkpoint that verifies"):
             Trainer.resume(run)
+
+
+def test_a_crashing_mat_reader_is_a_data_error(tmp_path, monkeypatch):
+    """scipy's MATLAB reader has segfaulted on fuzzed SVHN files; it runs in a child, whose
+    crash is reported as a corrupt file instead of killing the caller."""
+    from lebm.data import formats
+
+    _valid_files("svhn", tmp_path)
+    monkeypatch.setattr(formats, "_LOADMAT", "import os, signal; os.kill(os.getpid(), "
+                                             "signal.SIGSEGV)")
+    with pytest.raises(LebmError, match=r"the reader crashed \(signal 11\)"):
+        load_data(_cfg("svhn", tmp_path), "train")

@@ -203,17 +203,43 @@ def safe_extract_tar(archive: Path, dest: Path) -> None:
 # --------------------------------------------------------------------------- SVHN .mat
 
 
-def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read an SVHN ``*_32x32.mat``: ``X`` (32, 32, 3, N) uint8, ``y`` (N, 1), 10 = digit 0."""
-    from scipy.io import loadmat
+# Run in a child process: scipy's MATLAB reader can crash the interpreter (a segmentation
+# fault) on a damaged file rather than raise, and a damaged file must be an error, not a
+# dead process. The child writes X and y as .npy files (no pickle either way).
+_LOADMAT = """
+import sys
+import numpy as np
+from scipy.io import loadmat
+try:
+    mat = loadmat(sys.argv[1], variable_names=("X", "y"))
+except Exception as e:
+    print(f"{type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(3)
+if "X" not in mat or "y" not in mat:
+    print("expected variables 'X' and 'y' in the .mat file", file=sys.stderr)
+    sys.exit(3)
+np.save(sys.argv[2] + "/X.npy", np.asarray(mat["X"]), allow_pickle=False)
+np.save(sys.argv[2] + "/y.npy", np.asarray(mat["y"]), allow_pickle=False)
+"""
 
-    try:
-        mat = loadmat(path, variable_names=("X", "y"))
-    except Exception as e:  # scipy raises several types for a broken file
-        raise CorruptFileError(f"{path}: cannot read as a MATLAB file ({e})") from e
-    if "X" not in mat or "y" not in mat:
-        raise CorruptFileError(f"{path}: expected variables 'X' and 'y' in the .mat file")
-    x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+
+def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an SVHN ``*_32x32.mat``: ``X`` (32, 32, 3, N) uint8, ``y`` (N, 1), 10 = digit 0.
+
+    ``scipy.io.loadmat`` runs in a child process (it can crash on a damaged file)."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([sys.executable, "-c", _LOADMAT, str(path), tmp],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            why = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+            if done.returncode < 0:
+                why = [f"the reader crashed (signal {-done.returncode})"]
+            raise CorruptFileError(f"{path}: cannot read as a MATLAB file ({why[0]})")
+        x = np.load(Path(tmp) / "X.npy", allow_pickle=False)
+        y = np.load(Path(tmp) / "y.npy", allow_pickle=False).reshape(-1)
     if x.ndim != 4 or x.shape[2] != 3 or x.shape[3] != y.shape[0]:
         raise CorruptFileError(f"{path}: expected X of shape (32, 32, 3, N), got {x.shape}")
     labels = y.astype(np.int64)
