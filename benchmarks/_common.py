@@ -107,6 +107,8 @@ def _learned_config(cfg: dict) -> dict:
     out = json.loads(json.dumps(RunConfig.from_dict(cfg).to_dict()))
     out["train"] = {k: v for k, v in out["train"].items() if k not in _RUN_ONLY}
     out["model"].pop("data_shape", None)  # filled in from the data at train time
+    if out["data"].get("name") in ("ptb", "text"):
+        out["model"].pop("n_categories", None)  # likewise: the vocabulary's size
     return out
 
 
