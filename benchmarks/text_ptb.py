@@ -69,6 +69,9 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=10_000)
     ap.add_argument("--curve-only", action="store_true",
                     help="skip the test-split scoring (the learning curve alone)")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="train nothing: score the checkpoints the runs have so far (while "
+                         "another process trains them)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="KEY=VALUE", help="config override for every run")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/text_ptb"))
@@ -76,20 +79,23 @@ def main() -> None:
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
     path = out / "text_ptb.json"
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    t0 = time.perf_counter()
+    if not a.eval_only:
+        train_all(out, a)
+    record = json.loads(path.read_text()) if path.is_file() else {}  # read after training
     curves: dict[str, list[dict]] = record.get("curves", {})
     finals: dict[str, dict] = record.get("test", {})
-    t0 = time.perf_counter()
-    train_all(out, a)
 
     from lebm.evaluate import EvalSettings, evaluate
 
     for preset in a.presets:
         run = run_dir(out, preset, a.seed)
+        if not (run / "metrics.jsonl").is_file():
+            continue
         pts = clock(run)
         done = {p["step"] for p in curves.get(preset, [])}
         for step in range(a.checkpoint_every, a.steps + 1, a.checkpoint_every):
-            if step in done:
+            if step in done or not (run / "checkpoints" / f"step_{step:08d}").is_dir():
                 continue
             r = evaluate(run, ["ll"], EvalSettings(split="valid", n_ll=a.n_valid, n_is=a.n_is,
                                                    progress=False),
@@ -99,7 +105,7 @@ def main() -> None:
                  "valid_nll_se": r["se_total"], "valid_ppl": r["ppl"]})
             print(preset, curves[preset][-1], flush=True)
             write(out, a, curves, finals, t0)
-        if a.curve_only or not curves.get(preset):
+        if a.curve_only or a.eval_only or not curves.get(preset):
             continue
         best = min(curves[preset], key=lambda p: p["valid_nll"])
         if finals.get(preset, {}).get("step") == best["step"]:
