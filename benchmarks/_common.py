@@ -186,6 +186,26 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
     return walls
 
 
+def run_dir(out: Path, name: str, seed: int) -> Path:
+    """The run folder of ``name`` (a preset or variant) with ``seed`` under ``out/runs``."""
+    return out / "runs" / f"{name}-s{seed}"
+
+
+def checkpointed_train(preset: str, run: Path, *, seed: int, steps: int, threads: int,
+                       checkpoint_every: int, sample_every: int,
+                       overrides: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """``lebm train`` arguments (after ``lebm``) that keep every checkpoint (for curves of
+    quality against steps), then the ``--set`` ``overrides``."""
+    cmd = ["train", preset, "--run-dir", str(run), "--seed", str(seed), "--no-progress",
+           "--max-steps", str(steps), "--set", f"train.threads={threads}",
+           "--set", f"train.checkpoint_every={checkpoint_every}",
+           "--set", "train.keep_checkpoints=100000",
+           "--set", f"train.sample_every={sample_every}"]
+    for o in overrides:
+        cmd += ["--set", o]
+    return cmd
+
+
 def clock(run: Path) -> list[tuple[int, float]]:
     """``[(step, training seconds up to it)]`` from a run's ``metrics.jsonl``: the sum of its
     logged ``sec_per_step`` (the trainer's own measure, sampling and checkpoints included)."""

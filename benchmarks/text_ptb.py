@@ -28,29 +28,28 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clock, machine, seconds_at, train_runs  # noqa: E402
+from _common import (  # noqa: E402
+    checkpointed_train,
+    clock,
+    machine,
+    run_dir,
+    seconds_at,
+    train_runs,
+)
 
 PAPER = {"LEBM (paper)": (107.45, 181.54, 91.35), "FB-VAE (paper)": (145.32, 204.11, 92.89),
          "SA-VAE (paper)": (147.92, 210.02, 101.28), "real data (paper)": (100.36, None, None)}
-
-
-def run_dir(out: Path, preset: str, seed: int) -> Path:
-    return out / "runs" / f"{preset}-s{seed}"
 
 
 def train_all(out: Path, a: argparse.Namespace) -> None:
     jobs = []
     for preset in a.presets:
         run = run_dir(out, preset, a.seed)
-        cmd = [sys.executable, "-m", "lebm.cli", "train", preset, "--run-dir", str(run),
-               "--seed", str(a.seed), "--no-progress", "--max-steps", str(a.steps),
-               "--set", f"train.threads={a.threads}", "--set", f"train.device={a.device}",
-               "--set", f"train.checkpoint_every={a.checkpoint_every}",
-               "--set", "train.keep_checkpoints=100000",
-               "--set", f"train.sample_every={a.checkpoint_every}"]
-        for o in a.overrides:
-            cmd += ["--set", o]
-        jobs.append((run, cmd, a.steps))
+        cmd = checkpointed_train(preset, run, seed=a.seed, steps=a.steps, threads=a.threads,
+                                 checkpoint_every=a.checkpoint_every,
+                                 sample_every=a.checkpoint_every,
+                                 overrides=[f"train.device={a.device}", *a.overrides])
+        jobs.append((run, [sys.executable, "-m", "lebm.cli", *cmd], a.steps))
     train_runs(jobs, a.jobs)
 
 

@@ -31,9 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     FAST,
     FLOAT32,
+    checkpointed_train,
     clock,
     machine,
     plot_quality_vs_minutes,
+    run_dir,
     seconds_at,
 )
 
@@ -50,10 +52,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def run_dir(out: Path, variant: str, seed: int) -> Path:
-    return out / "runs" / f"{variant}-s{seed}"
-
-
 def train_all(out: Path, args: argparse.Namespace) -> None:
     """Train (or resume) every variant to ``--steps``, all processes at once."""
     procs = []
@@ -65,14 +63,11 @@ def train_all(out: Path, args: argparse.Namespace) -> None:
             cmd = ["resume", str(run), "--max-steps", str(args.steps), "--no-progress"]
         else:
             run.parent.mkdir(parents=True, exist_ok=True)
-            cmd = ["train", args.preset, "--run-dir", str(run), "--seed", str(args.seed),
-                   "--no-progress", "--max-steps", str(args.steps),
-                   "--set", f"train.threads={args.threads}",
-                   "--set", f"train.checkpoint_every={args.checkpoint_every}",
-                   "--set", "train.keep_checkpoints=100000",
-                   "--set", f"train.sample_every={args.steps}"]
-            for o in VARIANTS[name][1] + args.overrides:
-                cmd += ["--set", o]
+            cmd = checkpointed_train(args.preset, run, seed=args.seed, steps=args.steps,
+                                     threads=args.threads,
+                                     checkpoint_every=args.checkpoint_every,
+                                     sample_every=args.steps,
+                                     overrides=VARIANTS[name][1] + args.overrides)
         log = open(run.with_suffix(".log"), "a")  # noqa: SIM115 (closed below)
         print("start", name, " ".join(cmd), flush=True)
         procs.append((name, subprocess.Popen([sys.executable, "-m", "lebm.cli", *cmd],
