@@ -224,6 +224,32 @@ def test_generation_is_reproducible_and_ends_at_eos():
         model.generate(z)
 
 
+def test_lebm_trains_an_encoder_that_starts_the_chains():
+    """inference=encoder+langevin: q has its own optimiser and loss; each loss reaches only
+    its own parameters (the generator's and the prior's are frozen for q's)."""
+    from lebm.methods import METHODS, Batch
+
+    model = tiny_model(prior="ebm", encoder="gru", inference="encoder+langevin").float()
+    method = METHODS["lebm"](model, METHODS["lebm"].Config())
+    specs = method.optimizers()
+    assert set(specs) == {"generator", "energy", "encoder"}
+    x = torch.tensor([[3, 4, 5, 1], [2, 1, -1, -1]])
+    out = method.step(Batch(x), torch.Generator().manual_seed(0))
+    assert set(out.losses) == set(specs)
+    for name, loss in out.losses.items():
+        model.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=True)
+        own = {id(p) for p in specs[name].params}
+        for pname, p in model.named_parameters():
+            if id(p) not in own:
+                assert p.grad is None, f"loss {name} leaked a gradient into {pname}"
+        assert any(p.grad is not None and bool(p.grad.abs().sum() > 0)
+                   for p in specs[name].params), name
+    with pytest.raises(Exception, match="encoder\\+langevin"):
+        METHODS["lebm"](tiny_model(prior="ebm", encoder="gru", inference="encoder").float(),
+                        METHODS["lebm"].Config())
+
+
 # ---------------------------------------------------------------------------- CLI
 TINY = ["--set", "model.embed_dim=16", "--set", "model.hidden_dim=16", "--set", "model.n_z=4",
         "--set", "model.energy_widths=[16]", "--set", "train.batch_size=8",
