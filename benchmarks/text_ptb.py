@@ -224,8 +224,9 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
         err = [p["valid_nll_se"] for p in pts]
         axes[0].errorbar([p["step"] for p in pts], nll, err, fmt="o-", ms=3, label=preset)
         axes[1].errorbar([p["hours"] for p in pts], nll, err, fmt="o-", ms=3, label=preset)
-    axes[0].set(xlabel="training steps", ylabel="validation NLL per sentence (nats)")
-    axes[1].set(xlabel="training hours (the trainer's clock)")
+    axes[0].set(xlabel="training steps", ylabel="validation NLL per sentence (nats)",
+                yscale="log")
+    axes[1].set(xlabel="training hours (the trainer's clock)", yscale="log")
     axes[0].axhline(91.35, color="grey", ls=":", lw=1)
     axes[0].text(0.01, 91.35, "LEBM paper, test", fontsize=7, va="bottom",
                  transform=axes[0].get_yaxis_transform())
