@@ -217,15 +217,11 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     return 0
 
 
-def _write_sentences(model: Any, ids: Any, out: Path, *, prefix: str = "") -> None:
+def _write_sentences(model: Any, ids: Any, out: Path) -> None:
     """One sentence a line (token ids where the model has no vocabulary)."""
     from lebm.io import atomic_write_text
 
-    if model.vocab is None:
-        lines = [" ".join(str(int(i)) for i in row if int(i) >= 0) for row in ids]
-    else:
-        lines = [model.vocab.decode(row.tolist()) for row in ids]
-    atomic_write_text(out, "".join(prefix + line + "\n" for line in lines))
+    atomic_write_text(out, "".join(line + "\n" for line in model.sentences(ids)))
 
 
 # other names of the kernels, as the papers call them
@@ -283,7 +279,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     data = load_data(cfg, a.split, limit=a.n) if a.split else load_heldout(cfg, a.n)
     x = data.batch(torch.arange(min(a.n, len(data))))
     if model.reads_data:
-        return _reconstruct_sentences(model, data, x, a)
+        return _reconstruct_sentences(model, x, a)
     if x.dim() != 4:
         raise LebmError("reconstruct writes image grids; this run's data are not images")
     recon = model.reconstruct(x, torch.Generator().manual_seed(a.seed))
@@ -294,18 +290,16 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     return 0
 
 
-def _reconstruct_sentences(model: Any, data: Any, x: Any, a: argparse.Namespace) -> int:
+def _reconstruct_sentences(model: Any, x: Any, a: argparse.Namespace) -> int:
     """``lebm reconstruct`` of a text run: each sentence, then its greedy reconstruction."""
     import torch
 
     from lebm.io import atomic_write_text
 
     recon = model.reconstruct(x, torch.Generator().manual_seed(a.seed))
-    vocab = data.vocab
     lines = []
     same = 0
-    for orig, rec in zip(x, recon):
-        s_orig, s_rec = vocab.decode(orig.tolist()), vocab.decode(rec.tolist())
+    for s_orig, s_rec in zip(model.sentences(x), model.sentences(recon)):
         same += s_orig == s_rec
         lines += [f"  {s_orig}\n", f"> {s_rec}\n"]
     atomic_write_text(a.out, "".join(lines))

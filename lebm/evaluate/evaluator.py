@@ -40,6 +40,7 @@ import torch
 
 from lebm._version import __version__
 from lebm.data import ArrayDataset, cache_dir
+from lebm.data.text import concat_padded
 from lebm.errors import LebmError
 from lebm.evaluate.marginal import log_likelihood, prior_log_normalizer
 from lebm.io import atomic_write_json
@@ -196,10 +197,9 @@ class Evaluator:
                           disable=not self.s.progress):
                 out.append(self.model.sample(min(self.s.batch_size, n - i), gen,
                                              batch_size=self.s.batch_size).cpu())
-            if self.model.reads_data:  # sentences: pad every batch to the longest
-                out = [torch.nn.functional.pad(o, (0, max(o.shape[1] for o in out)
-                                                   - o.shape[1]), value=-1) for o in out]
-            self._sample_cache[n] = torch.cat(out)
+            # sentences: every batch padded to the longest
+            self._sample_cache[n] = concat_padded(out) if self.model.reads_data \
+                else torch.cat(out)
         return self._sample_cache[n]
 
     def _sampler_recipe(self) -> dict[str, Any]:

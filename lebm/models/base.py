@@ -35,7 +35,7 @@ from torch import nn
 
 from lebm import settings
 from lebm._version import __version__
-from lebm.data.text import Vocabulary
+from lebm.data.text import Vocabulary, concat_padded
 from lebm.errors import CheckpointError, LebmError
 from lebm.io import atomic_write, atomic_write_json, atomic_write_text, read_json_config
 from lebm.latent import LatentSpec
@@ -345,8 +345,7 @@ class LatentModel(nn.Module):
                     out.append(self._decode_with(g, z, generator, greedy=greedy,
                                                  temperature=temperature))
         if self.reads_data:  # sentences of different lengths: pad to the longest
-            return torch.nn.utils.rnn.pad_sequence(
-                [row for part in out for row in part], batch_first=True, padding_value=-1)
+            return concat_padded(out)
         return torch.cat(out)
 
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None,
@@ -391,7 +390,7 @@ class LatentModel(nn.Module):
         samples = self.decode(z)
         written: list[Path] = []
         if self.reads_data:
-            return [self._text_previews(f"{stem}_samples.txt", z, heldout, seed)]
+            return [self._text_previews(f"{stem}_samples.txt", samples, heldout, seed)]
         if samples.dim() == 4:
             x = heldout.to(dev)
             recon = self.reconstruct(x, torch.Generator(device=dev).manual_seed(seed + 4))
@@ -422,18 +421,20 @@ class LatentModel(nn.Module):
                 + (", samples by symbol" if by_symbol is not None else "")))
         return written
 
-    def _text_previews(self, path: str, z: torch.Tensor, heldout: torch.Tensor,
+    def sentences(self, ids: torch.Tensor) -> list[str]:
+        """Token ids ``(batch, T)`` as one string each: the words (ids where the model has no
+        vocabulary), up to ``<eos>``."""
+        if self.vocab is None:
+            return [" ".join(str(int(i)) for i in row if int(i) >= 0) for row in ids]
+        return [self.vocab.decode(row.tolist()) for row in ids]
+
+    def _text_previews(self, path: str, samples: torch.Tensor, heldout: torch.Tensor,
                        seed: int) -> Path:
-        """Sentences from the fixed-noise prior samples (greedy), and held-out sentences with
-        their reconstructions, as a text file (ids where there is no vocabulary)."""
+        """The fixed-noise prior samples (greedy), and held-out sentences with their
+        reconstructions, as a text file."""
         dev = self.device
-
-        def show(ids: torch.Tensor) -> list[str]:
-            if self.vocab is None:
-                return [" ".join(str(int(i)) for i in row if int(i) >= 0) for row in ids]
-            return [self.vocab.decode(row.tolist()) for row in ids]
-
-        lines = ["# samples (prior chain, greedy decoding)", *show(self.decode(z)), ""]
+        show = self.sentences
+        lines = ["# samples (prior chain, greedy decoding)", *show(samples), ""]
         x = heldout.to(dev)
         if x.numel():
             recon = self.reconstruct(x, torch.Generator(device=dev).manual_seed(seed + 4))
