@@ -69,6 +69,7 @@ def main() -> None:
     record = json.loads(path.read_text()) if path.is_file() else {}
     cells: dict = record.get("cells", {})
     tuned: dict = record.get("tuned", {})
+    trials_done: dict = record.get("trials", {})  # tuning points of unfinished kernels
 
     for ds in args.datasets:
         train(out / "runs" / f"gebm-{ds}", f"gebm-{ds}", args.steps, args.threads, args.seed)
@@ -84,7 +85,8 @@ def main() -> None:
 
     def write() -> None:
         result = {"steps": args.steps, "n_samples": args.n_samples, "n_tune": args.n_tune,
-                  "lengths": args.lengths, "grid": GRID, "tuned": tuned, "cells": cells,
+                  "lengths": args.lengths, "grid": GRID, "tuned": tuned,
+                  "trials": trials_done, "cells": cells,
                   "machine": machine(torch.device("cpu"))}
         path.write_text(json.dumps(result, indent=2))
         (out / "gebm_table.md").write_text(markdown(result, args.datasets))
@@ -104,13 +106,17 @@ def main() -> None:
             key = f"{ds}/{kernel}"
             if key in tuned:
                 continue
-            trials = {}
+            trials = trials_done.setdefault(key, {})
             for step in GRID[kernel]:
+                if str(step) in trials:
+                    continue
                 trials[str(step)] = score(model, ref["valid"], features, kernel, longest,
                                           step, args.n_tune, args.seed + 100)["fd"]
                 print(key, step, trials[str(step)], flush=True)
+                write()  # each tuning point survives an interruption
             best = min(trials, key=lambda s: trials[s])
-            tuned[key] = {"step_size": float(best), "valid_fd": trials}
+            tuned[key] = {"step_size": float(best), "valid_fd": dict(trials)}
+            del trials_done[key]
             write()
         for kernel in args.kernels:  # the report, on the test split
             for length in args.lengths:

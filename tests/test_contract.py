@@ -30,6 +30,9 @@ GENERATORS = {
     "conv-32": dict(generator="conv", data_shape=(3, 32, 32), ngf=8),
     "conv-64": dict(generator="conv", data_shape=(3, 64, 64), ngf=4),
     "conv-wide-28": dict(generator="conv-wide", data_shape=(1, 28, 28), ngf=2),
+    # the SNGAN pair's generators (BatchNorm: batch statistics in training, running in eval)
+    "sngan-16": dict(generator="sngan", data_shape=(3, 16, 16), ngf=2),
+    "resnet-16": dict(generator="resnet", data_shape=(3, 16, 16), ngf=4),
 }
 # the model class and model settings each method trains (every method in METHODS must appear)
 METHOD_MODELS = {

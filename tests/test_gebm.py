@@ -227,12 +227,129 @@ def test_bad_settings_are_refused_by_name():
     with pytest.raises(ConfigError, match="temperature"):
         build_config("gebm-toy2d", ["model.temperature=0"])
     with pytest.raises(ConfigError, match="energy_net"):
-        build_config("gebm-mnist", ["model.energy_net=resnet"])
+        build_config("gebm-mnist", ["model.energy_net=biggan"])
     from lebm.train.learner import Learner
 
     with pytest.raises(ConfigError, match="conv energy needs image data"):
         Learner(build_config("gebm-toy2d", ["model.energy_net=conv"]), torch.device("cpu"),
                 data_shape=(2,))
+
+
+# ------------------------------------------------------- SNGAN pair (the CIFAR-10 presets)
+
+
+def test_sngan_convnet_pair_has_the_papers_layers():
+    from lebm.nets.sngan import SNGANEnergy, SNGANGenerator
+
+    g = SNGANGenerator(100, (3, 32, 32), ngf=64)
+    assert g.dense.out_features == 512 * 4 * 4
+    ups = [m for m in g.net if isinstance(m, nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in ups] == [
+        (512, 256, (4, 4), (2, 2)), (256, 128, (4, 4), (2, 2)), (128, 64, (4, 4), (2, 2)),
+        (64, 3, (3, 3), (1, 1))]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in g.net) == 4
+    x = g(torch.randn(5, 100))
+    assert x.shape == (5, 3, 32, 32) and x.abs().max() <= 1
+
+    e = SNGANEnergy((3, 32, 32), ndf=64)
+    convs = [m for m in e.trunk if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [64, 128, 128, 256, 256, 512, 512]
+    assert [m.stride[0] for m in convs] == [1, 2, 1, 2, 1, 2, 1]
+    assert all(nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    assert e.head.in_features == 512 * 4 * 4
+    assert not nn.utils.parametrize.is_parametrized(e.head)
+    assert e(x).shape == (5,)
+    # 28×28 (MNIST-sized) starts at 7×7; other sizes are refused by name
+    assert SNGANGenerator(8, (1, 28, 28), ngf=4)(torch.randn(2, 8)).shape == (2, 1, 28, 28)
+    assert SNGANEnergy((1, 28, 28), ndf=4)(torch.zeros(2, 1, 28, 28)).shape == (2,)
+    with pytest.raises(ValueError, match="generator sngan supports square images"):
+        SNGANGenerator(8, (3, 24, 24))
+    with pytest.raises(ValueError, match="energy_net sngan needs square image"):
+        SNGANEnergy((3, 32, 16))
+
+
+def test_spectral_norm_bounds_each_conv_of_the_sngan_energies():
+    """After power iterations, every normalised conv weight has largest singular value ≈ 1
+    (as a matrix over its flattened input), which is what bounds the energy's slope."""
+    from lebm.nets.sngan import ResNetEnergy, SNGANEnergy
+
+    torch.manual_seed(0)
+    for e in (SNGANEnergy((3, 16, 16), ndf=8), ResNetEnergy((3, 16, 16), ndf=8)):
+        e.train()
+        for _ in range(30):  # each forward pass in training mode runs one power iteration
+            e(torch.randn(2, 3, 16, 16))
+        e.eval()
+        convs = [m for m in e.modules() if isinstance(m, nn.Conv2d)]
+        assert convs and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+        for m in convs:
+            sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+            assert abs(float(sigma) - 1) < 0.05
+
+
+def test_resnet_pair_shapes_and_residual_shortcuts():
+    from lebm.nets.sngan import ResNetEnergy, ResNetGenerator
+
+    g = ResNetGenerator(16, (3, 32, 32), ngf=16)
+    assert g(torch.randn(3, 16)).shape == (3, 3, 32, 32)
+    e = ResNetEnergy((3, 32, 32), ndf=16)
+    h = torch.randn(2, 3, 32, 32)
+    sizes = []
+    for block in e.trunk:
+        h = block(h)
+        sizes.append(h.shape[-1])
+    assert sizes == [16, 8, 8, 8, 8]  # two halvings, then two blocks at 8×8, ReLU
+    assert e(torch.randn(2, 3, 32, 32)).shape == (2,)
+    # stride-1 blocks of equal width add their input unchanged; halving blocks do not
+    e.eval()
+    block, h8 = e.trunk[2], torch.randn(2, 16, 8, 8)
+    torch.testing.assert_close(block(h8) - block.body(h8), h8)
+    assert not isinstance(e.trunk[1].skip, nn.Identity)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        ResNetEnergy((3, 10, 10))
+
+
+def test_energy_floor_cuts_the_energy_off_below():
+    from lebm.nets.sngan import FlooredEnergy
+
+    lin = nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[4.0, 0.0]]))
+        lin.bias.zero_()
+    e = FlooredEnergy(lin, -2.0)
+    x = torch.tensor([[-3.0, 0.0], [1.0, 0.0]], requires_grad=True)
+    out = e(x).squeeze(-1)
+    assert out.tolist() == [-2.0, 4.0]
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.tolist() == [[0.0, 0.0], [4.0, 0.0]]  # no pull below the floor
+
+
+@pytest.mark.parametrize("preset", ["gebm-cifar10", "gebm-cifar10-resnet"])
+def test_cifar10_presets_are_the_papers_and_train_on_cifar_files(preset, tmp_path):
+    from lebm.nets.sngan import FlooredEnergy
+    from lebm.train import Trainer
+
+    from .test_data import write_cifar_folder
+
+    cfg = build_config(preset)
+    assert (cfg.model.n_z, cfg.train.batch_size, cfg.model.temperature) == (100, 128, 100.0)
+    assert (cfg.method.lr_e, cfg.method.lr_g, cfg.method.beta1, cfg.method.penalty) == (
+        1e-4, 1e-4, 0.5, 1.0)
+    # 150,000 base steps under the 5-per-step / 100-every-500 alternation
+    assert cfg.train.max_steps == 150_000 + 300 * 100 + 149_700 * 5
+    chain = cfg.model.prior_chain
+    assert (chain.kernel, chain.n_steps, chain.friction) == ("kinetic", 1000, 0.04)
+    assert chain.step_size == pytest.approx(2 * math.sqrt(1e-4))
+
+    write_cifar_folder(tmp_path / "data" / "cifar-10-batches-bin")
+    sets = [f"data.root={tmp_path / 'data'}", "model.ngf=4", "model.ndf=4",
+            "train.batch_size=5", "train.progress=false", "method.energy_steps_init=2",
+            "method.energy_init_every=2", "method.partition_init_batches=2",
+            "train.sample_every=1000", "model.prior_chain.n_steps=3"]
+    Trainer(build_config(preset, sets, **{"train.max_steps": 8}), tmp_path / "run").fit()
+    model = lebm.load(tmp_path / "run")
+    assert isinstance(model.prior.energy, FlooredEnergy) and model.prior.energy.floor == -10
+    x = model.sample(4, torch.Generator().manual_seed(0))
+    assert x.shape == (4, 3, 32, 32) and torch.isfinite(x).all()
 
 
 # ---------------------------------------------------------------------------- flow base

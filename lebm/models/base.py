@@ -93,8 +93,11 @@ class LatentModel(nn.Module):
 
     # ------------------------------------------------------------------ densities
     def prior_log_density(self, z: torch.Tensor) -> torch.Tensor:
-        """``ℓ_prior(z) = f(z) − ‖z‖²/(2σ0²)``, shape ``(batch,)``."""
-        return self.prior.log_density(z)
+        """``ℓ_prior(z) = f(z) − ‖z‖²/(2σ0²)``, shape ``(batch,)``, with the networks in eval
+        mode as the chains see them (it matters where ``f`` reads a generator with BatchNorm
+        or dropout: a GEBM's ``f(z) = −T·E(G(z))``)."""
+        with self.eval_mode():
+            return self.prior.log_density(z)
 
     def log_joint(self, z: torch.Tensor, x: torch.Tensor,
                   g: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
@@ -311,18 +314,22 @@ class LatentModel(nn.Module):
                greedy: bool = True, temperature: float = 1.0) -> torch.Tensor:
         """The data ``z`` stands for: the mean of ``p(x | g(z))`` (its mode for tokens); for
         an autoregressive generator the sentence decoded token by token (greedy, or sampled
-        at ``temperature`` with ``greedy=False``), at most ``data_shape[0]`` ids."""
+        at ``temperature`` with ``greedy=False``), at most ``data_shape[0]`` ids. The
+        networks run in eval mode (no dropout, BatchNorm's running statistics)."""
         return self._decode_with(self.generator, z, generator, greedy=greedy,
                                  temperature=temperature)
 
     def _decode_with(self, g: Callable[..., torch.Tensor], z: torch.Tensor,
                      generator: torch.Generator | None = None, *, greedy: bool = True,
                      temperature: float = 1.0) -> torch.Tensor:
-        if self.reads_data:
-            return cast(Any, self.generator).generate_tokens(
-                z, self.data_shape[0], greedy=greedy, temperature=temperature,
-                generator=generator)
-        return self.likelihood.to_data(g(z))
+        # in eval mode, as the chains: no dropout, BatchNorm's running statistics, so the
+        # answer does not depend on the batch or on whether the model is being trained
+        with self.eval_mode():
+            if self.reads_data:
+                return cast(Any, self.generator).generate_tokens(
+                    z, self.data_shape[0], greedy=greedy, temperature=temperature,
+                    generator=generator)
+            return self.likelihood.to_data(g(z))
 
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 500,
                *, class_: int | None = None, greedy: bool = True, temperature: float = 1.0,

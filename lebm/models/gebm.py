@@ -81,7 +81,10 @@ class GEBMConfig:
     energy_widths: tuple[int, ...] = field(default=(256, 256), metadata={
         "min": 1, "help": "mlp energy hidden widths"})
     energy_activation: str = field(default="leaky_relu", metadata={"choices": ACTIVATIONS})
-    energy_spectral_norm: bool = False
+    energy_spectral_norm: bool = field(default=False, metadata={
+        "help": "spectral norm on the conv / mlp energy (sngan and resnet have it built in)"})
+    energy_floor: float | None = field(default=None, metadata={
+        "help": "cut E(x) off below at this value (the authors' energies: -10); none = off"})
     temperature: float = field(default=1.0, metadata={
         "gt": 0, "help": "T in the latent target N(0, I) exp(−T·E(G(z))); 1 = the model"})
     likelihood: str = field(default="gaussian", metadata={
@@ -173,7 +176,7 @@ class GEBM(LatentModel):
                 activation=c.gen_activation, output=c.gen_output)
         energy = build_data_energy(c.energy_net, self.data_shape, ndf=c.ndf,
                                    widths=c.energy_widths, activation=c.energy_activation,
-                                   spectral_norm=c.energy_spectral_norm)
+                                   spectral_norm=c.energy_spectral_norm, floor=c.energy_floor)
         self.prior = DataEnergyPrior(self.latent, energy, c.temperature)
         self.prior.bind(self._base)
         self.encoder = None

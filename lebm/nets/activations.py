@@ -20,3 +20,13 @@ def make_activation(name: str, leak: float = 0.2) -> nn.Module:
     if name == "tanh":
         return nn.Tanh()
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
+def output_layers(output: str) -> list[nn.Module]:
+    """A generator's last activation: ``[Tanh]`` for ``"tanh"`` (images in [-1, 1]), none
+    for ``"identity"``; ``ValueError`` otherwise."""
+    if output == "tanh":
+        return [nn.Tanh()]
+    if output == "identity":
+        return []
+    raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")

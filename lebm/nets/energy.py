@@ -10,6 +10,7 @@ from torch import nn
 
 from lebm.nets.activations import make_activation
 from lebm.nets.encoders import downsampling_trunk
+from lebm.nets.sngan import FlooredEnergy, ResNetEnergy, SNGANEnergy
 
 
 class EnergyMLP(nn.Module):
@@ -48,7 +49,7 @@ class EnergyMLP(nn.Module):
         return out.squeeze(-1) if self.out_dim == 1 else out
 
 
-DATA_ENERGIES = ("conv", "mlp")
+DATA_ENERGIES = ("conv", "sngan", "resnet", "mlp")
 
 
 class ConvEnergy(nn.Module):
@@ -74,9 +75,21 @@ class ConvEnergy(nn.Module):
 
 def build_data_energy(kind: str, in_shape: Sequence[int], *, ndf: int = 64,
                       widths: Sequence[int] = (256, 256), activation: str = "leaky_relu",
-                      spectral_norm: bool = False) -> nn.Module:
-    """A data-space energy ``E(x)`` (low on data) by name: ``conv`` (``ConvEnergy``, images)
-    or ``mlp`` (an MLP on the flattened example)."""
+                      spectral_norm: bool = False, floor: float | None = None) -> nn.Module:
+    """A data-space energy ``E(x)`` (low on data) by name: ``conv`` (``ConvEnergy``, images),
+    the SNGAN pair's ``sngan`` and ``resnet`` (``lebm.nets.sngan``; spectral norm built in),
+    or ``mlp`` (an MLP on the flattened example); with ``floor``, ``max(E(x), floor)``."""
+    energy = _data_energy(kind, in_shape, ndf, widths, activation, spectral_norm)
+    return energy if floor is None else FlooredEnergy(energy, floor)
+
+
+def _data_energy(kind: str, in_shape: Sequence[int], ndf: int, widths: Sequence[int],
+                 activation: str, spectral_norm: bool) -> nn.Module:
+    if kind in ("sngan", "resnet"):
+        if len(in_shape) != 3:
+            raise ValueError(f"{kind} energy needs image data (C, H, W), got shape "
+                             f"{tuple(in_shape)}; use model.energy_net=mlp")
+        return SNGANEnergy(in_shape, ndf) if kind == "sngan" else ResNetEnergy(in_shape, ndf)
     if kind == "conv":
         if len(in_shape) != 3:
             raise ValueError(f"conv energy needs image data (C, H, W), got shape "

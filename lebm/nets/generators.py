@@ -11,21 +11,13 @@ import torch
 from torch import nn
 
 from lebm.latent import LatentSpec
-from lebm.nets.activations import make_activation
+from lebm.nets.activations import make_activation, output_layers
+from lebm.nets.sngan import ResNetGenerator, SNGANGenerator
 from lebm.nets.text import GRUDecoder
 
-GENERATORS = ("mlp", "conv", "conv-wide", "gru")
-IMAGE_GENERATORS = ("mlp", "conv", "conv-wide")  # the non-autoregressive ones: g(z) alone
-
-
-def output_layers(output: str) -> list[nn.Module]:
-    """A generator's last activation: ``[Tanh]`` for ``"tanh"`` (images in [-1, 1]), none
-    for ``"identity"``; ``ValueError`` otherwise."""
-    if output == "tanh":
-        return [nn.Tanh()]
-    if output == "identity":
-        return []
-    raise ValueError(f"unknown generator output {output!r}; choose tanh or identity")
+GENERATORS = ("mlp", "conv", "conv-wide", "sngan", "resnet", "gru")
+# the non-autoregressive ones: g(z) alone
+IMAGE_GENERATORS = ("mlp", "conv", "conv-wide", "sngan", "resnet")
 
 
 class MLPGenerator(nn.Module):
@@ -157,7 +149,8 @@ def build_generator(
     hidden_dim: int = 512,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """Build a generator by name (``mlp``, ``conv``, ``conv-wide``, or ``gru`` for sentences:
+    """Build a generator by name (``mlp``, ``conv``, ``conv-wide``, the SNGAN pair's ``sngan``
+    and ``resnet`` (``lebm.nets.sngan``), or ``gru`` for sentences:
     ``out_shape`` is then ``(T, V)``, the logits of ``T`` tokens over ``V`` ids) reading the
     flat latent of ``latent``."""
     if kind == "gru":
@@ -175,4 +168,8 @@ def build_generator(
         if len(out_shape) != 3:
             raise ValueError(f"conv generator needs image data (C, H, W), got shape {out_shape}")
         return WideConvGenerator(latent.dim, out_shape, ngf, activation, output)
+    if kind == "sngan":
+        return SNGANGenerator(latent.dim, out_shape, ngf, output)
+    if kind == "resnet":
+        return ResNetGenerator(latent.dim, out_shape, ngf, output)
     raise ValueError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")

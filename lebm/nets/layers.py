@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from lebm.latent import LatentSpec
-from lebm.nets.activations import make_activation
-from lebm.nets.generators import output_layers
+from lebm.nets.activations import make_activation, output_layers
 
 
 class ConditionalGaussian(nn.Module):
