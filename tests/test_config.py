@@ -53,7 +53,7 @@ def test_overrides_parse_to_the_field_types():
     ("model.sigma=-1", r"model.sigma: must be > 0"),
     ("model.prior_steps=-3", r"model.prior_chain.n_steps: must be >= 0"),
     ("train.progress=maybe", "train.progress: expected true or false"),
-    ("model.generator=resnet", "model.generator: must be one of mlp, conv"),
+    ("model.generator=biggan", "model.generator: must be one of mlp, conv"),
     ("method.beta1_g=1.0", r"method.beta1_g: must be < 1"),
     ("model.sigma=nan", "must be a finite number"),
     ("data.name=imagenet", "data.name: unknown data set 'imagenet'"),
