@@ -53,7 +53,9 @@ PAPER_JOINT = {  # REFERENCE §3.5, MNIST AUPRC under the same protocol
 PRESETS = {"lebm": "mnist", "vae": "vae-mnist", "abp": "abp-mnist",
            # the joint multi-layer prior (CVPR'23) and its twins, on the same conv generator
            "joint": "joint-mnist", "joint-inf": "joint-inf-mnist",
-           "abp-joint": "abp-joint-mnist", "vae-joint": "vae-joint-mnist"}
+           "abp-joint": "abp-joint-mnist", "vae-joint": "vae-joint-mnist",
+           # the multi-stage NCE prior (NeurIPS'22) on the same generator; no paper numbers
+           "nce": "nce-mnist"}
 DEFAULT_MODELS = ["lebm", "vae", "abp"]
 
 
@@ -114,7 +116,8 @@ def main() -> None:
     ap.add_argument("--digits", type=int, nargs="+", default=[1, 4, 5, 7, 9])
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(PRESETS),
                     help="the joint-* models are the multi-layer prior (CVPR'23) and its "
-                         "inference-network / energy-free twins")
+                         "inference-network / energy-free twins; nce the multi-stage NCE "
+                         "prior (NeurIPS'22)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--steps", type=int, default=2000,
                     help="training steps per run (batch 100; 540 steps = one epoch)")
@@ -224,6 +227,7 @@ def markdown(result: dict) -> str:
     names = {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)",
              "joint": "joint EBM, 2 layers (ours)", "joint-inf": "joint EBM + q(z|x) (ours)",
              "abp-joint": "hierarchical ABP (ours)", "vae-joint": "hierarchical VAE (ours)",
+             "nce": "multi-stage NCE prior (ours)",
              "pca": f"PCA reconstruction ({result['recipe']['pca'].split()[0]} components)"}
     n_seeds = len(result["seeds"])
     hw = result["hardware"]
