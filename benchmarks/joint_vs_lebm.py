@@ -19,7 +19,8 @@ digits, ``--n-test`` to use fewer) and FD-MNIST (``--n-samples`` prior samples a
 test digits, features of the library's MNIST classifier). Nothing is tuned here: both
 presets as they are, seed ``--seed``.
 
-Rerunning reuses finished training (``OUT/runs/*/done.json``) and scored points. Writes
+Rerunning reuses finished training (``OUT/runs/*/done.json``) and scored points; a larger
+``--minutes`` extends both runs (``lebm resume``, side by side) instead of starting again. Writes
 ``OUT/joint_vs_lebm.json``, ``.md`` and ``.png`` (both metrics against minutes).
 """
 
@@ -56,30 +57,51 @@ def set_pair(pairs: list[str]) -> None:
 
 
 def train_side_by_side(out: Path, minutes: float, threads: int, seed: int, every: int,
-                       overrides: list[str]) -> dict[str, dict]:
-    """Train both presets at once for ``minutes``; ``{model: done record}``."""
+                       overrides: list[str]) -> tuple[dict[str, dict], bool]:
+    """Train both presets at once for ``minutes``; ``({model: done record}, fresh)``.
+
+    A pair already trained for fewer minutes is extended with ``lebm resume`` for the
+    difference (both models again side by side); ``fresh`` says whether any run was
+    trained from scratch (then earlier scored points no longer apply).
+    """
     procs: dict[str, tuple[subprocess.Popen, object]] = {}
     done: dict[str, dict] = {}
+    todo: list[tuple[str, list[str], str]] = []
+    fresh, extra = False, minutes
     for model, preset in PRESETS.items():
         run = out / "runs" / model
         marker = run / "done.json"
-        if marker.is_file():
-            rec = json.loads(marker.read_text())
-            if rec.get("minutes") == minutes:
-                done[model] = rec
-                continue
+        rec = json.loads(marker.read_text()) if marker.is_file() else None
+        if rec is not None and rec.get("minutes") == minutes:
+            done[model] = rec
+            continue
         run.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "lebm.cli", "train", preset, "--run-dir", str(run),
-               "--seed", str(seed), "--overwrite", "--no-progress", "--max-steps", "1000000",
-               "--set", f"train.threads={threads}", "--set", f"train.checkpoint_every={every}",
-               "--set", "train.keep_checkpoints=100000", "--set", "train.sample_every=2000"]
-        for o in overrides:
-            cmd += ["--set", o]
-        log = open(run.with_suffix(".log"), "w")  # noqa: SIM115 (closed below)
+        if rec is not None and rec.get("minutes", minutes) < minutes and \
+                (run / "checkpoints" / "latest").is_file():
+            extra = minutes - rec["minutes"]
+            cmd = [sys.executable, "-m", "lebm.cli", "resume", str(run), "--no-progress",
+                   "--max-steps", "1000000"]
+            mode = "a"
+        else:
+            fresh = True
+            cmd = [sys.executable, "-m", "lebm.cli", "train", preset, "--run-dir", str(run),
+                   "--seed", str(seed), "--overwrite", "--no-progress", "--max-steps",
+                   "1000000", "--set", f"train.threads={threads}", "--set",
+                   f"train.checkpoint_every={every}", "--set", "train.keep_checkpoints=100000",
+                   "--set", "train.sample_every=2000"]
+            for o in overrides:
+                cmd += ["--set", o]
+            mode = "w"
+        todo.append((model, cmd, mode))
+    if todo and len(todo) != len(PRESETS):
+        raise SystemExit("one run of the pair is complete and the other is not; remove "
+                         f"{out / 'runs'} to train both again side by side")
+    for model, cmd, mode in todo:
+        log = open((out / "runs" / model).with_suffix(".log"), mode)  # noqa: SIM115
         print("start", " ".join(cmd[1:]), flush=True)
         procs[model] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
     if procs:
-        deadline = time.monotonic() + 60 * minutes
+        deadline = time.monotonic() + 60 * (minutes if fresh else extra)
         while time.monotonic() < deadline and any(p.poll() is None for p, _ in procs.values()):
             time.sleep(5)
         for p, _ in procs.values():
@@ -95,7 +117,7 @@ def train_side_by_side(out: Path, minutes: float, threads: int, seed: int, every
             rec = {"minutes": minutes, "exit_code": code, "threads": threads, "seed": seed}
             (run / "done.json").write_text(json.dumps(rec))
             done[model] = rec
-    return done
+    return done, fresh
 
 
 def checkpoint_within(run: Path, budget_s: float) -> tuple[int, float] | None:
@@ -137,12 +159,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "joint_vs_lebm.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    scored: dict[str, dict] = record.get("points", {}) if record.get("minutes") == \
-        args.minutes else {}
+    scored: dict[str, dict] = record.get("points", {})
 
     t0 = time.perf_counter()
-    train_side_by_side(out, args.minutes, args.threads, args.seed, args.checkpoint_every,
-                       args.overrides)
+    _, fresh = train_side_by_side(out, args.minutes, args.threads, args.seed,
+                                  args.checkpoint_every, args.overrides)
+    if fresh:  # points scored on earlier runs of these folders no longer apply
+        scored = {}
     import torch
 
     torch.set_num_threads(max(args.threads, 1) * 2)

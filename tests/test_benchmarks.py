@@ -231,6 +231,50 @@ def test_joint_vs_lebm_scores_the_last_checkpoint_within_each_budget(tmp_path, m
     assert j.checkpoint_within(run, 600.0) == (300, 600.0)
 
 
+def test_joint_vs_lebm_extends_a_shorter_pair_instead_of_training_again(tmp_path,
+                                                                        monkeypatch):
+    """A larger ``--minutes`` resumes both runs side by side for the difference (earlier
+    points stay valid); a pair with no record trains from scratch; half a pair is refused."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import joint_vs_lebm as j
+
+    started: list[list[str]] = []
+
+    class FakeProc:
+        def __init__(self, cmd, **_):
+            started.append(cmd)
+
+        def poll(self):
+            return 0
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(j.subprocess, "Popen", FakeProc)
+    monkeypatch.setattr(j, "PRESETS", {"a": "digits", "b": "abp-digits"})
+    for m in ("a", "b"):
+        (tmp_path / "runs" / m / "checkpoints").mkdir(parents=True)
+        (tmp_path / "runs" / m / "checkpoints" / "latest").write_text("step_00000010")
+        (tmp_path / "runs" / m / "done.json").write_text(json.dumps({"minutes": 30}))
+    done, fresh = j.train_side_by_side(tmp_path, 90, 1, 0, 250, [])
+    assert not fresh and [c[3:5] for c in started] == [
+        ["resume", str(tmp_path / "runs" / "a")], ["resume", str(tmp_path / "runs" / "b")]]
+    assert done["a"]["minutes"] == 90
+    started.clear()
+    assert j.train_side_by_side(tmp_path, 90, 1, 0, 250, [])[1] is False and not started
+
+    (tmp_path / "runs" / "b" / "done.json").unlink()
+    (tmp_path / "runs" / "b" / "checkpoints" / "latest").unlink()
+    started.clear()
+    with pytest.raises(SystemExit, match="one run of the pair is complete"):
+        j.train_side_by_side(tmp_path, 90, 1, 0, 250, [])
+    assert not started  # refused before anything starts
+    (tmp_path / "runs" / "a" / "done.json").unlink()
+    started.clear()
+    assert j.train_side_by_side(tmp_path, 90, 1, 0, 250, [])[1] is True
+    assert [c[3] for c in started] == ["train", "train"]
+
+
 def test_joint_speed_times_mcmc_and_inference_network_side_by_side():
     r = _run("joint_speed.py", "--family", "digits", "--iters", "2", "--warmup", "0",
              "--threads", "1", "--twins")
