@@ -309,7 +309,7 @@ def test_resnet_pair_shapes_and_residual_shortcuts():
 
 
 def test_energy_floor_cuts_the_energy_off_below():
-    from lebm.nets.sngan import FlooredEnergy
+    from lebm.nets.energy import FlooredEnergy
 
     lin = nn.Linear(2, 1)
     with torch.no_grad():
@@ -325,7 +325,7 @@ def test_energy_floor_cuts_the_energy_off_below():
 
 @pytest.mark.parametrize("preset", ["gebm-cifar10", "gebm-cifar10-resnet"])
 def test_cifar10_presets_are_the_papers_and_train_on_cifar_files(preset, tmp_path):
-    from lebm.nets.sngan import FlooredEnergy
+    from lebm.nets.energy import FlooredEnergy
     from lebm.train import Trainer
 
     from .test_data import write_cifar_folder

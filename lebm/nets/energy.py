@@ -10,7 +10,7 @@ from torch import nn
 
 from lebm.nets.activations import make_activation
 from lebm.nets.encoders import downsampling_trunk
-from lebm.nets.sngan import FlooredEnergy, ResNetEnergy, SNGANEnergy
+from lebm.nets.sngan import ResNetEnergy, SNGANEnergy
 
 
 class EnergyMLP(nn.Module):
@@ -52,6 +52,18 @@ class EnergyMLP(nn.Module):
 DATA_ENERGIES = ("conv", "sngan", "resnet", "mlp")
 
 
+class FlooredEnergy(nn.Module):
+    """``max(E(x), floor)``: the GEBM authors' energies are cut off below at −10, so the
+    base cannot fall into a hole of ever lower energy (zero gradient below the floor)."""
+
+    def __init__(self, energy: nn.Module, floor: float) -> None:
+        super().__init__()
+        self.energy, self.floor = energy, float(floor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.energy(x).clamp(min=self.floor)
+
+
 class ConvEnergy(nn.Module):
     """A DCGAN-style energy on images ``E: (batch, C, H, W) -> (batch,)``.
 
@@ -85,15 +97,14 @@ def build_data_energy(kind: str, in_shape: Sequence[int], *, ndf: int = 64,
 
 def _data_energy(kind: str, in_shape: Sequence[int], ndf: int, widths: Sequence[int],
                  activation: str, spectral_norm: bool) -> nn.Module:
-    if kind in ("sngan", "resnet"):
+    if kind in ("conv", "sngan", "resnet"):
         if len(in_shape) != 3:
             raise ValueError(f"{kind} energy needs image data (C, H, W), got shape "
                              f"{tuple(in_shape)}; use model.energy_net=mlp")
-        return SNGANEnergy(in_shape, ndf) if kind == "sngan" else ResNetEnergy(in_shape, ndf)
-    if kind == "conv":
-        if len(in_shape) != 3:
-            raise ValueError(f"conv energy needs image data (C, H, W), got shape "
-                             f"{tuple(in_shape)}; use model.energy_net=mlp")
+        if kind == "sngan":
+            return SNGANEnergy(in_shape, ndf)
+        if kind == "resnet":
+            return ResNetEnergy(in_shape, ndf)
         return ConvEnergy(in_shape, ndf, spectral_norm, activation)
     if kind == "mlp":
         n_in = 1

@@ -178,14 +178,3 @@ class ResNetEnergy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x).mean((2, 3))).squeeze(-1)
 
-
-class FlooredEnergy(nn.Module):
-    """``max(E(x), floor)``: the GEBM authors' energies are cut off below at −10, so the
-    base cannot fall into a hole of ever lower energy (zero gradient below the floor)."""
-
-    def __init__(self, energy: nn.Module, floor: float) -> None:
-        super().__init__()
-        self.energy, self.floor = energy, float(floor)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.energy(x).clamp(min=self.floor)
