@@ -297,3 +297,33 @@ def test_time_to_quality_takes_the_first_checkpoint_below_both_bars():
     assert time_to(curve[::-1], mse=0.05, fd=30.0)["step"] == 500  # order does not matter
     assert time_to(curve, mse=0.01, fd=20.0) is None
     assert seconds_at([(0, 0.0), (10, 5.0), (20, 15.0)], 15) == 10.0
+
+
+def test_valid_study_trains_without_the_validation_images_and_applies_its_rule(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import argparse
+
+    from _common import config_of_command
+    from valid_study import choose, parse_candidates, training_jobs
+
+    cands = parse_candidates([["current"], ["slow", "method.lr_e=2e-5"]])
+    assert cands == {"current": [], "slow": ["method.lr_e=2e-5"]}
+    args = argparse.Namespace(train_split="train50k", valid_split="valid", seed=1, steps=10,
+                              threads=1, every=5, preset="mnist")
+    jobs = training_jobs(tmp_path, args, cands)
+    cfgs = {run.name: config_of_command(cmd[cmd.index("train"):]) for run, cmd, _ in jobs}
+    assert set(cfgs) == {"current-s1", "slow-s1"}
+    for cfg in cfgs.values():
+        assert cfg["data"]["train_split"] == "train50k" and cfg["data"]["test_split"] == "valid"
+    assert cfgs["slow-s1"]["method"]["lr_e"] == 2e-5
+    assert cfgs["current-s1"]["method"]["lr_e"] == 5e-5  # the preset's own value
+
+    for bad in ([["a"]], [["a"], ["a", "x=1"]], [["a"], ["b", "method.lr_e"]]):
+        with pytest.raises(SystemExit):
+            parse_candidates(bad)
+    # lowest FD among those within 10 % of the lowest MSE: b's FD is lowest but its MSE is
+    # 20 % worse, so c wins
+    final = {"a": {"mse": 0.050, "fd_mnist": 300.0}, "b": {"mse": 0.060, "fd_mnist": 100.0},
+             "c": {"mse": 0.054, "fd_mnist": 200.0}}
+    assert choose(final, 0.10) == "c"
+    assert choose(final, 0.25) == "b"

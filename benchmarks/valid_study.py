@@ -1,0 +1,199 @@
+"""Choose a preset's setting on validation data: train each candidate on the training images
+without the validation split, score every checkpoint on the validation split, apply a rule
+fixed before the run.
+
+    python benchmarks/valid_study.py --preset mnist --steps 10000 --every 1000 \\
+        --candidate current --candidate lr_e=2e-5 method.lr_e=2e-5 \\
+        --out benchmarks/results/mnist_valid_lr
+
+Each ``--candidate NAME [KEY=VALUE ...]`` is the preset with those overrides; every
+candidate trains with ``data.train_split=<--train-split>`` (MNIST: ``train50k``, the first
+50,000 training images) and ``data.test_split=<--valid-split>`` (``valid``: the last 10,000),
+so nothing here sees the test split. Runs go ``--jobs`` at a time, ``--threads`` each, and
+resume where they stopped. Every ``--every`` steps each checkpoint is scored: validation
+MSE (the model's inference on ``--n-valid`` images) and FD-MNIST of ``--n-samples`` prior
+samples against the validation images; the training log's posterior latent norm and energy
+are recorded beside them (drift shows there first).
+
+**The rule** (stated before any number): at the last step, the candidates whose validation
+MSE is within ``--mse-slack`` (10 %) of the lowest are eligible; of those, the lowest
+validation FD-MNIST wins. The last step is what counts because a preset runs to its end.
+Writes ``OUT/valid_study.json``, ``.md`` and ``.png`` (both metrics against steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import checkpointed_train, machine, run_dir, train_runs  # noqa: E402
+
+
+def parse_candidates(raw: list[list[str]]) -> dict[str, list[str]]:
+    """``--candidate NAME [KEY=VALUE ...]`` lists -> ``{name: overrides}`` (names unique, no
+    ``=`` in a name, every override ``KEY=VALUE``)."""
+    out: dict[str, list[str]] = {}
+    for name, *overrides in raw:
+        if name in out:
+            raise SystemExit(f"candidate {name!r} given twice")
+        if "/" in name or not name.strip():
+            raise SystemExit(f"candidate name {name!r}: a non-empty name without '/'")
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise SystemExit(f"candidate {name}: overrides are KEY=VALUE, got {bad}")
+        out[name] = overrides
+    if len(out) < 2:
+        raise SystemExit("a study needs at least two --candidate")
+    return out
+
+
+def choose(final: dict[str, dict], slack: float) -> str:
+    """The rule: among candidates with final validation MSE within ``slack`` of the lowest,
+    the lowest final FD-MNIST."""
+    best_mse = min(p["mse"] for p in final.values())
+    eligible = {k: p for k, p in final.items() if p["mse"] <= best_mse * (1 + slack)}
+    return min(eligible, key=lambda k: eligible[k]["fd_mnist"])
+
+
+def training_log_at(run: Path, step: int, keys: tuple[str, ...]) -> dict[str, float]:
+    """Mean of ``keys`` over the training log rows in the 100 steps up to ``step``."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    near = [r for r in rows if step - 100 < r.get("step", -1) <= step]
+    return {k: sum(r[k] for r in near) / len(near) for k in keys
+            if near and all(k in r for r in near)}
+
+
+def training_jobs(out: Path, args: argparse.Namespace, cands: dict[str, list[str]]
+                  ) -> list[tuple[Path, list[str], int]]:
+    """``(run folder, lebm train command, steps)`` per candidate: the preset on the training
+    split without the validation images, scored on the validation split, then the
+    candidate's own overrides."""
+    split = [f"data.train_split={args.train_split}", f"data.test_split={args.valid_split}"]
+    jobs = []
+    for name, overrides in cands.items():
+        run = run_dir(out, name, args.seed)
+        cmd = checkpointed_train(args.preset, run, seed=args.seed, steps=args.steps,
+                                 threads=args.threads, checkpoint_every=args.every,
+                                 sample_every=args.steps, overrides=[*split, *overrides])
+        jobs.append((run, [sys.executable, "-m", "lebm.cli", *cmd], args.steps))
+    return jobs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="mnist")
+    ap.add_argument("--candidate", nargs="+", action="append", required=True,
+                    metavar="NAME [KEY=VALUE]")
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--every", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-split", default="train50k")
+    ap.add_argument("--valid-split", default="valid")
+    ap.add_argument("--n-valid", type=int, default=2000)
+    ap.add_argument("--n-samples", type=int, default=5000)
+    ap.add_argument("--mse-slack", type=float, default=0.10)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    if args.steps % args.every:
+        raise SystemExit("--steps must be a multiple of --every")
+    cands = parse_candidates(args.candidate)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "valid_study.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    curves: dict[str, list[dict]] = record.get("curves", {})
+    if record and record.get("candidates") != cands:
+        raise SystemExit(f"{path} holds a study of other candidates; use another --out")
+    t0 = time.perf_counter()
+
+    train_runs(training_jobs(out, args, cands), args.jobs)
+
+    import torch
+
+    torch.set_num_threads(max(1, args.jobs * args.threads))
+    from lebm.evaluate import EvalSettings, evaluate
+
+    for name in cands:
+        run = run_dir(out, name, args.seed)
+        done = {p["step"] for p in curves.get(name, [])}
+        for step in range(args.every, args.steps + 1, args.every):
+            if step in done:
+                continue
+            m = evaluate(run, ["mse", "fd_mnist"], EvalSettings(
+                n_samples=args.n_samples, n_test=args.n_valid, progress=False),
+                checkpoint=f"step_{step:08d}")["metrics"]
+            curves.setdefault(name, []).append(
+                {"step": step, "mse": m["mse"]["mse"], "mse_se": m["mse"]["se"],
+                 "fd_mnist": m["fd_mnist"]["value"],
+                 **training_log_at(run, step, ("z_post_norm", "f_pos", "mse"))})
+            print(name, curves[name][-1], flush=True)
+            write(out, args, cands, curves, t0)
+    write(out, args, cands, curves, t0)
+    print((out / "valid_study.md").read_text())
+
+
+def write(out: Path, args: argparse.Namespace, cands: dict[str, list[str]],
+          curves: dict[str, list[dict]], t0: float) -> None:
+    import torch
+
+    final = {}
+    for name in cands:
+        last = [p for p in curves.get(name, []) if p["step"] == args.steps]
+        if last:
+            final[name] = last[0]
+    chosen = choose(final, args.mse_slack) if len(final) == len(cands) else None
+    result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+              "preset": args.preset, "candidates": cands, "seed": args.seed,
+              "train_split": args.train_split, "valid_split": args.valid_split,
+              "rule": f"final-step valid MSE within {args.mse_slack:.0%} of the lowest, then "
+                      "the lowest valid FD-MNIST",
+              "chosen": chosen, "curves": curves, "script_seconds": time.perf_counter() - t0,
+              "machine": machine(torch.device("cpu"))}
+    (out / "valid_study.json").write_text(json.dumps(result, indent=1))
+    rows = ["| candidate | overrides | step | valid MSE | valid FD-MNIST | posterior ‖z‖ "
+            "(training log) |", "|---|---|---|---|---|---|"]
+    for name, overrides in cands.items():
+        for p in sorted(curves.get(name, []), key=lambda p: p["step"]):
+            rows.append(f"| {name} | {' '.join(overrides) or '(preset)'} | {p['step']} | "
+                        f"{p['mse']:.4f} | {p['fd_mnist']:.0f} | "
+                        f"{p.get('z_post_norm', float('nan')):.1f} |")
+    rows += ["", f"Rule: {result['rule']}. Chosen: **{chosen or 'not yet (runs unfinished)'}**.",
+             "", f"Preset `{args.preset}`, trained on `{args.train_split}`, scored on "
+             f"`{args.valid_split}` ({args.n_valid} images for MSE, {args.n_samples} samples "
+             f"for FD-MNIST); seed {args.seed}; {result['machine']['cpu']}. "
+             f"Command: `{result['command']}`"]
+    (out / "valid_study.md").write_text("\n".join(rows) + "\n")
+    plot(curves, out / "valid_study.png")
+
+
+def plot(curves: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, pts in curves.items():
+        pts = sorted(pts, key=lambda p: p["step"])
+        steps = [p["step"] for p in pts]
+        axes[0].plot(steps, [p["mse"] for p in pts], "o-", ms=3, label=name)
+        axes[1].plot(steps, [p["fd_mnist"] for p in pts], "o-", ms=3, label=name)
+        axes[2].plot(steps, [p.get("z_post_norm", float("nan")) for p in pts], "o-", ms=3,
+                     label=name)
+    axes[0].set(xlabel="training step", ylabel="valid MSE / pixel [-1, 1]")
+    axes[1].set(xlabel="training step", ylabel="valid FD-MNIST (lower is better)")
+    axes[2].set(xlabel="training step", ylabel="posterior ‖z‖ (training log)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
