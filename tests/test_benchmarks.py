@@ -327,3 +327,18 @@ def test_valid_study_trains_without_the_validation_images_and_applies_its_rule(t
              "c": {"mse": 0.054, "fd_mnist": 200.0}}
     assert choose(final, 0.10) == "c"
     assert choose(final, 0.25) == "b"
+
+
+def test_time_to_quality_variants_are_valid_configs_of_the_preset(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _common import checkpointed_train, config_of_command
+    from time_to_quality import VARIANTS
+
+    for name, (_, overrides) in VARIANTS.items():
+        cmd = checkpointed_train("mnist", tmp_path / name, seed=0, steps=10, threads=1,
+                                 checkpoint_every=5, sample_every=10, overrides=overrides)
+        cfg = config_of_command(cmd)
+        if name.startswith("encoder-k"):
+            assert cfg["model"]["inference"] == "encoder+langevin"
+            assert cfg["model"]["posterior_chain"]["n_steps"] == int(name[len("encoder-k"):])
+        assert cfg["method"]["persistent_chains"] == ("persistent" in name)
