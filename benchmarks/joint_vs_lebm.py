@@ -60,25 +60,33 @@ def train_side_by_side(out: Path, minutes: float, threads: int, seed: int, every
                        overrides: list[str]) -> tuple[dict[str, dict], bool]:
     """Train both presets at once for ``minutes``; ``({model: done record}, fresh)``.
 
-    A pair already trained for fewer minutes is extended with ``lebm resume`` for the
-    difference (both models again side by side); ``fresh`` says whether any run was
-    trained from scratch (then earlier scored points no longer apply).
+    A pair already trained side by side for the same fewer minutes (both records agree,
+    both resumable) is extended with ``lebm resume`` for the difference (both models again
+    side by side); any other unfinished state trains both from scratch. ``fresh`` says
+    whether the pair was trained from scratch (then earlier scored points no longer apply).
     """
     procs: dict[str, tuple[subprocess.Popen, object]] = {}
     done: dict[str, dict] = {}
     todo: list[tuple[str, list[str], str]] = []
-    fresh, extra = False, minutes
+    recs = {}
+    for model in PRESETS:
+        marker = out / "runs" / model / "done.json"
+        recs[model] = json.loads(marker.read_text()) if marker.is_file() else None
+    earlier = {r.get("minutes", -1.0) if r else -1.0 for r in recs.values()}
+    # extend only a pair trained side by side for the same shorter time, both resumable
+    before = earlier.pop() if len(earlier) == 1 else -1.0
+    extend = 0 < before < minutes and all(
+        (out / "runs" / m / "checkpoints" / "latest").is_file() for m in PRESETS)
+    extra = minutes - before if extend else minutes
+    fresh = False
     for model, preset in PRESETS.items():
         run = out / "runs" / model
-        marker = run / "done.json"
-        rec = json.loads(marker.read_text()) if marker.is_file() else None
+        rec = recs[model]
         if rec is not None and rec.get("minutes") == minutes:
             done[model] = rec
             continue
         run.parent.mkdir(parents=True, exist_ok=True)
-        if rec is not None and rec.get("minutes", minutes) < minutes and \
-                (run / "checkpoints" / "latest").is_file():
-            extra = minutes - rec["minutes"]
+        if extend:
             cmd = [sys.executable, "-m", "lebm.cli", "resume", str(run), "--no-progress",
                    "--max-steps", "1000000"]
             mode = "a"

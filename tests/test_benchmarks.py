@@ -274,6 +274,21 @@ def test_joint_vs_lebm_extends_a_shorter_pair_instead_of_training_again(tmp_path
     assert j.train_side_by_side(tmp_path, 90, 1, 0, 250, [])[1] is True
     assert [c[3] for c in started] == ["train", "train"]
 
+    # records that disagree (30 and 60 minutes), or one run no longer resumable: neither
+    # extension would be equal wall-clock, so both train again from scratch
+    for m, minutes in (("a", 30), ("b", 60)):
+        (tmp_path / "runs" / m / "checkpoints" / "latest").write_text("step_00000010")
+        (tmp_path / "runs" / m / "done.json").write_text(json.dumps({"minutes": minutes}))
+    started.clear()
+    assert j.train_side_by_side(tmp_path, 90, 1, 0, 250, [])[1] is True
+    assert [c[3] for c in started] == ["train", "train"]
+    for m in ("a", "b"):
+        (tmp_path / "runs" / m / "done.json").write_text(json.dumps({"minutes": 30}))
+    (tmp_path / "runs" / "b" / "checkpoints" / "latest").unlink()
+    started.clear()
+    assert j.train_side_by_side(tmp_path, 90, 1, 0, 250, [])[1] is True
+    assert [c[3] for c in started] == ["train", "train"]
+
 
 def test_joint_speed_times_mcmc_and_inference_network_side_by_side():
     r = _run("joint_speed.py", "--family", "digits", "--iters", "2", "--warmup", "0",
