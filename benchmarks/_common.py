@@ -230,24 +230,32 @@ def seconds_at(points: list[tuple[int, float]], step: int) -> float:
     return t1 + (step - s1) * (t1 - t0) / max(s1 - s0, 1)
 
 
-def plot_quality_vs_minutes(series: dict[str, list[tuple[float, float, float]]],
-                            path: Path) -> None:
-    """Test MSE and FD-MNIST against training minutes, one line per name; ``series[name]``
-    holds ``(minutes, mse, fd_mnist)`` points in order."""
+def plot_lines(series: dict[str, list[tuple[float, ...]]], xlabel: str, ylabels: list[str],
+               path: Path) -> None:
+    """One panel per ``ylabels`` entry, one line per name: ``series[name]`` holds points
+    ``(x, y_1, ..., y_k)`` in order, ``y_i`` drawn in panel ``i``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, len(ylabels), figsize=(5 * len(ylabels), 3.6), squeeze=False)
     for name, pts in series.items():
         if pts:
-            xs, mse, fd = zip(*pts)
-            axes[0].plot(xs, mse, "o-", ms=3, label=name)
-            axes[1].plot(xs, fd, "o-", ms=3, label=name)
-    axes[0].set(xlabel="training minutes", ylabel="test MSE / pixel [-1, 1]")
-    axes[1].set(xlabel="training minutes", ylabel="FD-MNIST (lower is better)")
-    axes[0].legend(fontsize=8)
+            xs, *ys = zip(*pts)
+            for ax, y in zip(axes[0], ys):
+                ax.plot(xs, y, "o-", ms=3, label=name)
+    for ax, ylabel in zip(axes[0], ylabels):
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_quality_vs_minutes(series: dict[str, list[tuple[float, float, float]]],
+                            path: Path) -> None:
+    """Test MSE and FD-MNIST against training minutes, one line per name; ``series[name]``
+    holds ``(minutes, mse, fd_mnist)`` points in order."""
+    plot_lines(series, "training minutes",
+               ["test MSE / pixel [-1, 1]", "FD-MNIST (lower is better)"], path)

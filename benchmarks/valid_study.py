@@ -30,7 +30,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import checkpointed_train, machine, run_dir, train_runs  # noqa: E402
+from _common import (  # noqa: E402
+    checkpointed_train,
+    machine,
+    plot_lines,
+    run_dir,
+    train_runs,
+)
 
 
 def parse_candidates(raw: list[list[str]]) -> dict[str, list[str]]:
@@ -173,26 +179,11 @@ def write(out: Path, args: argparse.Namespace, cands: dict[str, list[str]],
 
 
 def plot(curves: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for name, pts in curves.items():
-        pts = sorted(pts, key=lambda p: p["step"])
-        steps = [p["step"] for p in pts]
-        axes[0].plot(steps, [p["mse"] for p in pts], "o-", ms=3, label=name)
-        axes[1].plot(steps, [p["fd_mnist"] for p in pts], "o-", ms=3, label=name)
-        axes[2].plot(steps, [p.get("z_post_norm", float("nan")) for p in pts], "o-", ms=3,
-                     label=name)
-    axes[0].set(xlabel="training step", ylabel="valid MSE / pixel [-1, 1]")
-    axes[1].set(xlabel="training step", ylabel="valid FD-MNIST (lower is better)")
-    axes[2].set(xlabel="training step", ylabel="posterior ‖z‖ (training log)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_lines({name: [(p["step"], p["mse"], p["fd_mnist"], p.get("z_post_norm", float("nan")))
+                       for p in sorted(pts, key=lambda p: p["step"])]
+                for name, pts in curves.items()}, "training step",
+               ["valid MSE / pixel [-1, 1]", "valid FD-MNIST (lower is better)",
+                "posterior ‖z‖ (training log)"], path)
 
 
 if __name__ == "__main__":
