@@ -89,6 +89,25 @@ def training_jobs(out: Path, args: argparse.Namespace, cands: dict[str, list[str
     return jobs
 
 
+RADII = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0)
+
+
+def radial_profile(model: object, n_dirs: int = 200, seed: int = 0) -> list[float]:
+    """The learned prior's unnormalised log-density along rays, ``log p̃(r u) − log p̃(0)``
+    averaged over ``n_dirs`` random unit directions ``u``, at each radius of ``RADII``.
+    ``N(0, I)`` gives ``−r²/2``; a profile that rises with ``r`` puts the prior's mass on a
+    shell away from the origin (the drift this study looks for)."""
+    import torch
+
+    prior = model.prior  # type: ignore[attr-defined]
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(n_dirs, prior.latent.dim, generator=g)
+    u = u / u.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        origin = prior.log_density(torch.zeros(1, prior.latent.dim))
+        return [(prior.log_density(r * u) - origin).mean().item() for r in RADII]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="mnist")
@@ -140,6 +159,12 @@ def main() -> None:
                  **training_log_at(run, step, ("z_post_norm", "f_pos", "mse"))})
             print(name, curves[name][-1], flush=True)
             write(out, args, cands, curves, t0)
+        for p in curves.get(name, []):
+            if "prior_profile" not in p:  # cheap; added to points scored without it
+                import lebm
+
+                ckpt = run / "checkpoints" / f"step_{p['step']:08d}"
+                p["prior_profile"] = radial_profile(lebm.load(ckpt))
     write(out, args, cands, curves, t0)
     print((out / "valid_study.md").read_text())
 
@@ -157,6 +182,7 @@ def write(out: Path, args: argparse.Namespace, cands: dict[str, list[str]],
     result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "preset": args.preset, "candidates": cands, "seed": args.seed,
               "train_split": args.train_split, "valid_split": args.valid_split,
+              "prior_profile_radii": list(RADII),
               "rule": f"final-step valid MSE within {args.mse_slack:.0%} of the lowest, then "
                       "the lowest valid FD-MNIST",
               "chosen": chosen, "curves": curves, "script_seconds": time.perf_counter() - t0,
@@ -184,6 +210,19 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
                 for name, pts in curves.items()}, "training step",
                ["valid MSE / pixel [-1, 1]", "valid FD-MNIST (lower is better)",
                 "posterior ‖z‖ (training log)"], path)
+    profiles: dict[str, list[tuple[float, ...]]] = {"N(0, I): −r²/2": [
+        (r, -r * r / 2) for r in RADII]}
+    for name, pts in curves.items():  # the first and last scored steps and every 5,000th
+        steps = {p["step"] for p in pts}
+        shown = {min(steps, default=0), max(steps, default=0)} | {s for s in steps
+                                                                   if s % 5000 == 0}
+        for p in sorted(pts, key=lambda p: p["step"]):
+            if "prior_profile" in p and p["step"] in shown:
+                profiles[f"{name} @ {p['step']}"] = list(zip(RADII, p["prior_profile"]))
+    if len(profiles) > 1:
+        plot_lines(profiles, "radius r of z = r u",
+                   ["learned prior: mean log p̃(r u) − log p̃(0)"],
+                   path.with_name(path.stem + "_prior.png"))
 
 
 if __name__ == "__main__":

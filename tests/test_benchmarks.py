@@ -357,3 +357,20 @@ def test_time_to_quality_variants_are_valid_configs_of_the_preset(tmp_path):
             assert cfg["model"]["inference"] == "encoder+langevin"
             assert cfg["model"]["posterior_chain"]["n_steps"] == int(name[len("encoder-k"):])
         assert cfg["method"]["persistent_chains"] == ("persistent" in name)
+
+
+def test_valid_study_radial_profile_of_a_gaussian_prior_is_minus_r_squared_over_two():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+    from valid_study import RADII, radial_profile
+
+    from lebm.models import LatentEBM, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = dict(n_z=4, generator="mlp", gen_widths=(8,), data_shape=(3,))
+    gauss = LatentEBM(ModelConfig(prior="gaussian", **cfg))
+    assert radial_profile(gauss) == pytest.approx([-r * r / 2 for r in RADII], rel=1e-5)
+    ebm = LatentEBM(ModelConfig(**cfg))
+    # a tilt f(z) = ‖z‖²/2 cancels the Gaussian exactly: a flat profile
+    ebm.prior.energy_net.forward = lambda z: 0.5 * (z * z).sum(1)  # type: ignore[method-assign]
+    assert radial_profile(ebm) == pytest.approx([0.0] * len(RADII), abs=1e-4)
