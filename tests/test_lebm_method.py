@@ -34,6 +34,14 @@ def test_losses_follow_reference_equations():
     torch.testing.assert_close(out.losses["generator"].detach(), want_g)
     torch.testing.assert_close(out.losses["energy"].detach(), want_e)
 
+    alpha = 0.01  # the optional penalty on f's values at both sample sets
+    out_l2 = LEBM(model, LEBMConfig(energy_l2=alpha)).step(Batch(x),
+                                                           torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want_l2 = want_e + alpha * (f(z_post).square().mean() + f(z_prior).square().mean())
+    torch.testing.assert_close(out_l2.losses["energy"].detach(), want_l2)
+    assert out_l2.losses["energy"].requires_grad
+
     out_gauss = LEBM(model, LEBMConfig(recon_loss="gaussian")).step(
         Batch(x), torch.Generator().manual_seed(0))
     torch.testing.assert_close(out_gauss.losses["generator"].detach(), want_g / (2 * 0.3**2))

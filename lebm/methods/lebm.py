@@ -62,6 +62,9 @@ class LEBMConfig:
                 "gaussian: −log p(x|z)"})
     grad_clip_g: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
     grad_clip_e: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
+    energy_l2: float = field(default=0.0, metadata={
+        "min": 0, "help": "α of the penalty α·(mean f(z_post)² + mean f(z_prior)²) added to the "
+                          "energy's loss: keeps f's values near 0 (0 = off)"})
     lr_i: float = field(default=1e-4, metadata={
         "gt": 0, "help": "encoder (model.inference=encoder+langevin: chains start from q)"})
     grad_clip_i: float = field(default=0.0, metadata={"min": 0, "help": "0 = off"})
@@ -157,9 +160,12 @@ class LEBM(Method):
             losses["encoder"], _, q_metrics = inference_loss(model, x, generator)
             metrics.update(q_metrics)
         if learned_prior:
-            f_pos = model.prior.neg_energy(z_post).mean()
-            f_neg = model.prior.neg_energy(z_prior).mean()
+            f_post, f_prior = model.prior.neg_energy(z_post), model.prior.neg_energy(z_prior)
+            f_pos, f_neg = f_post.mean(), f_prior.mean()
             losses["energy"] = f_neg - f_pos
+            if self.config.energy_l2:
+                losses["energy"] = losses["energy"] + self.config.energy_l2 * (
+                    f_post.square().mean() + f_prior.square().mean())
             metrics.update(f_pos=f_pos.detach(), f_neg=f_neg.detach(),
                            z_prior_norm=z_prior.norm(dim=1).mean())
         if diagnostics:
