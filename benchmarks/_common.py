@@ -230,6 +230,18 @@ def seconds_at(points: list[tuple[int, float]], step: int) -> float:
     return t1 + (step - s1) * (t1 - t0) / max(s1 - s0, 1)
 
 
+def mnist_quality(run: Path, step: int, n_test: int | None, n_samples: int) -> dict[str, float]:
+    """``{"mse", "mse_se", "fd_mnist"}`` of a run's checkpoint at ``step``: the model's
+    inference on ``n_test`` images of the run's test split (``None``: all) and FD-MNIST of
+    ``n_samples`` prior samples against that split."""
+    from lebm.evaluate import EvalSettings, evaluate
+
+    m = evaluate(run, ["mse", "fd_mnist"], EvalSettings(
+        n_samples=n_samples, n_test=n_test, progress=False),
+        checkpoint=f"step_{step:08d}")["metrics"]
+    return {"mse": m["mse"]["mse"], "mse_se": m["mse"]["se"], "fd_mnist": m["fd_mnist"]["value"]}
+
+
 def plot_lines(series: dict[str, list[tuple[float, ...]]], xlabel: str, ylabels: list[str],
                path: Path) -> None:
     """One panel per ``ylabels`` entry, one line per name: ``series[name]`` holds points

@@ -35,7 +35,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clock, machine, plot_quality_vs_minutes, seconds_at  # noqa: E402
+from _common import (  # noqa: E402
+    clock,
+    machine,
+    mnist_quality,
+    plot_quality_vs_minutes,
+    seconds_at,
+)
 
 PRESETS = {"lebm": "mnist", "joint": "joint-mnist"}
 NAMES = {"lebm": "LEBM, one layer (`mnist`)", "joint": "joint EBM, two layers (`joint-mnist`)"}
@@ -177,7 +183,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(args.threads, 1) * 2)
-    from lebm.evaluate import EvalSettings, evaluate
 
     for budget in args.budgets:
         for model in PRESETS:
@@ -191,12 +196,9 @@ def main() -> None:
                 continue
             step, secs = hit
             t = time.perf_counter()
-            entry = evaluate(run, ["mse", "fd_mnist"], EvalSettings(
-                n_samples=args.n_samples, n_test=args.n_test, progress=False),
-                checkpoint=f"step_{step:08d}")["metrics"]
             scored[key] = {"model": model, "budget_min": budget, "step": step,
-                           "train_seconds": secs, "mse": entry["mse"]["mse"],
-                           "mse_se": entry["mse"]["se"], "fd_mnist": entry["fd_mnist"]["value"],
+                           "train_seconds": secs,
+                           **mnist_quality(run, step, args.n_test, args.n_samples),
                            "eval_seconds": time.perf_counter() - t}
             print(key, scored[key], flush=True)
             write(out, args, scored, t0)

@@ -34,6 +34,7 @@ from _common import (  # noqa: E402
     checkpointed_train,
     clock,
     machine,
+    mnist_quality,
     plot_quality_vs_minutes,
     run_dir,
     seconds_at,
@@ -126,7 +127,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2 * args.threads)
-    from lebm.evaluate import EvalSettings, evaluate
 
     for name in args.variants:
         key = f"{name}-s{args.seed}"
@@ -136,12 +136,9 @@ def main() -> None:
         for step in range(args.checkpoint_every, args.steps + 1, args.checkpoint_every):
             if step in done:
                 continue
-            m = evaluate(run, ["mse", "fd_mnist"], EvalSettings(
-                n_samples=args.n_samples, n_test=args.n_test, progress=False),
-                checkpoint=f"step_{step:08d}")["metrics"]
             curves.setdefault(key, []).append(
-                {"step": step, "seconds": seconds_at(pts, step), "mse": m["mse"]["mse"],
-                 "mse_se": m["mse"]["se"], "fd_mnist": m["fd_mnist"]["value"]})
+                {"step": step, "seconds": seconds_at(pts, step),
+                 **mnist_quality(run, step, args.n_test, args.n_samples)})
             print(key, curves[key][-1], flush=True)
             write(out, args, curves, t0)
     write(out, args, curves, t0)

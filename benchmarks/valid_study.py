@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     checkpointed_train,
     machine,
+    mnist_quality,
     plot_lines,
     run_dir,
     train_runs,
@@ -142,7 +143,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, args.jobs * args.threads))
-    from lebm.evaluate import EvalSettings, evaluate
 
     for name in cands:
         run = run_dir(out, name, args.seed)
@@ -150,12 +150,8 @@ def main() -> None:
         for step in range(args.every, args.steps + 1, args.every):
             if step in done:
                 continue
-            m = evaluate(run, ["mse", "fd_mnist"], EvalSettings(
-                n_samples=args.n_samples, n_test=args.n_valid, progress=False),
-                checkpoint=f"step_{step:08d}")["metrics"]
             curves.setdefault(name, []).append(
-                {"step": step, "mse": m["mse"]["mse"], "mse_se": m["mse"]["se"],
-                 "fd_mnist": m["fd_mnist"]["value"],
+                {"step": step, **mnist_quality(run, step, args.n_valid, args.n_samples),
                  **training_log_at(run, step, ("z_post_norm", "f_pos", "mse"))})
             print(name, curves[name][-1], flush=True)
             write(out, args, cands, curves, t0)
