@@ -18,7 +18,8 @@ are recorded beside them (drift shows there first).
 **The rule** (stated before any number): at the last step, the candidates whose validation
 MSE is within ``--mse-slack`` (10 %) of the lowest are eligible; of those, the lowest
 validation FD-MNIST wins. The last step is what counts because a preset runs to its end.
-Writes ``OUT/valid_study.json``, ``.md`` and ``.png`` (both metrics against steps).
+Writes ``OUT/valid_study.json``, ``.md``, ``.png`` (both metrics and the posterior norm
+against steps) and ``_prior.png`` (the learned prior's radial profile).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from _common import (  # noqa: E402
 
 
 def parse_candidates(raw: list[list[str]]) -> dict[str, list[str]]:
-    """``--candidate NAME [KEY=VALUE ...]`` lists -> ``{name: overrides}`` (names unique, no
-    ``=`` in a name, every override ``KEY=VALUE``)."""
+    """``--candidate NAME [KEY=VALUE ...]`` lists -> ``{name: overrides}`` (names unique,
+    non-empty and without ``/``: each is a run folder's name; every override ``KEY=VALUE``)."""
     out: dict[str, list[str]] = {}
     for name, *overrides in raw:
         if name in out:
@@ -66,11 +67,12 @@ def choose(final: dict[str, dict], slack: float) -> str:
     return min(eligible, key=lambda k: eligible[k]["fd_mnist"])
 
 
-def training_log_at(run: Path, step: int, keys: tuple[str, ...]) -> dict[str, float]:
-    """Mean of ``keys`` over the training log rows in the 100 steps up to ``step``."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+def training_log_at(rows: list[dict], step: int, keys: tuple[str, ...]) -> dict[str, float]:
+    """Mean of ``keys`` over the training log ``rows`` (a run's ``metrics.jsonl``) in the 100
+    steps up to ``step``, each under ``train_<key>`` (the log's ``mse`` is the training
+    batches', never to be mistaken for the validation MSE beside it)."""
     near = [r for r in rows if step - 100 < r.get("step", -1) <= step]
-    return {k: sum(r[k] for r in near) / len(near) for k in keys
+    return {f"train_{k}": sum(r[k] for r in near) / len(near) for k in keys
             if near and all(k in r for r in near)}
 
 
@@ -144,21 +146,22 @@ def main() -> None:
 
     torch.set_num_threads(max(1, args.jobs * args.threads))
 
+    import lebm
+
     for name in cands:
         run = run_dir(out, name, args.seed)
+        log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         done = {p["step"] for p in curves.get(name, [])}
         for step in range(args.every, args.steps + 1, args.every):
             if step in done:
                 continue
             curves.setdefault(name, []).append(
                 {"step": step, **mnist_quality(run, step, args.n_valid, args.n_samples),
-                 **training_log_at(run, step, ("z_post_norm", "f_pos", "mse"))})
+                 **training_log_at(log, step, ("z_post_norm", "f_pos", "mse"))})
             print(name, curves[name][-1], flush=True)
             write(out, args, cands, curves, t0)
         for p in curves.get(name, []):
             if "prior_profile" not in p:  # cheap; added to points scored without it
-                import lebm
-
                 ckpt = run / "checkpoints" / f"step_{p['step']:08d}"
                 p["prior_profile"] = radial_profile(lebm.load(ckpt))
     write(out, args, cands, curves, t0)
@@ -190,7 +193,7 @@ def write(out: Path, args: argparse.Namespace, cands: dict[str, list[str]],
         for p in sorted(curves.get(name, []), key=lambda p: p["step"]):
             rows.append(f"| {name} | {' '.join(overrides) or '(preset)'} | {p['step']} | "
                         f"{p['mse']:.4f} | {p['fd_mnist']:.0f} | "
-                        f"{p.get('z_post_norm', float('nan')):.1f} |")
+                        f"{p.get('train_z_post_norm', float('nan')):.1f} |")
     rows += ["", f"Rule: {result['rule']}. Chosen: **{chosen or 'not yet (runs unfinished)'}**.",
              "", f"Preset `{args.preset}`, trained on `{args.train_split}`, scored on "
              f"`{args.valid_split}` ({args.n_valid} images for MSE, {args.n_samples} samples "
@@ -201,7 +204,8 @@ def write(out: Path, args: argparse.Namespace, cands: dict[str, list[str]],
 
 
 def plot(curves: dict[str, list[dict]], path: Path) -> None:
-    plot_lines({name: [(p["step"], p["mse"], p["fd_mnist"], p.get("z_post_norm", float("nan")))
+    plot_lines({name: [(p["step"], p["mse"], p["fd_mnist"],
+                        p.get("train_z_post_norm", float("nan")))
                        for p in sorted(pts, key=lambda p: p["step"])]
                 for name, pts in curves.items()}, "training step",
                ["valid MSE / pixel [-1, 1]", "valid FD-MNIST (lower is better)",

@@ -319,7 +319,7 @@ def test_valid_study_trains_without_the_validation_images_and_applies_its_rule(t
     import argparse
 
     from _common import config_of_command
-    from valid_study import choose, parse_candidates, training_jobs
+    from valid_study import choose, parse_candidates, training_jobs, training_log_at
 
     cands = parse_candidates([["current"], ["slow", "method.lr_e=2e-5"]])
     assert cands == {"current": [], "slow": ["method.lr_e=2e-5"]}
@@ -342,6 +342,12 @@ def test_valid_study_trains_without_the_validation_images_and_applies_its_rule(t
              "c": {"mse": 0.054, "fd_mnist": 200.0}}
     assert choose(final, 0.10) == "c"
     assert choose(final, 0.25) == "b"
+
+    # the training log's own "mse" (training batches) is kept apart from the validation MSE
+    log = [{"step": 90, "mse": 0.5, "z_post_norm": 6.0}, {"step": 100, "mse": 0.3,
+                                                           "z_post_norm": 8.0}]
+    assert training_log_at(log, 100, ("z_post_norm", "mse")) == {
+        "train_z_post_norm": 7.0, "train_mse": 0.4}
 
 
 def test_time_to_quality_variants_are_valid_configs_of_the_preset(tmp_path):
