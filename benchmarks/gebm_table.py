@@ -16,12 +16,14 @@ on the same trained networks, for every kernel and a few chain lengths (MNIST, F
 FD-MNIST is the Fréchet distance in the library's MNIST classifier features (on
 Fashion-MNIST it is still a distance between image distributions, in features not trained
 for clothes). Writes ``OUT/gebm_table.json`` and ``.md``; rerunning reuses training and
-every scored cell.
+every scored cell. One process per dataset (``--datasets mnist`` and ``--datasets
+fashion-mnist`` side by side) may share ``--out``: each merges the other's results.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import subprocess
 import sys
@@ -42,8 +44,8 @@ def train(run: Path, preset: str, steps: int, threads: int, seed: int) -> None:
     else:
         cmd = ["train", preset, "--run-dir", str(run), "--max-steps", str(steps),
                "--seed", str(seed), "--no-progress", "--set", f"train.threads={threads}"]
-    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() \
-        else None
+    cfg = json.loads((run / "config.json").read_text())["config"] \
+        if (run / "config.json").is_file() else None
     if cfg is not None and cfg.get("train", {}).get("max_steps") == steps and \
             (run / "checkpoints" / f"step_{steps:08d}").is_dir():
         return
@@ -84,12 +86,24 @@ def main() -> None:
     features = MNISTFeatures()
 
     def write() -> None:
-        result = {"steps": args.steps, "n_samples": args.n_samples, "n_tune": args.n_tune,
-                  "lengths": args.lengths, "grid": GRID, "tuned": tuned,
-                  "trials": trials_done, "cells": cells,
-                  "machine": machine(torch.device("cpu"))}
-        path.write_text(json.dumps(result, indent=2))
-        (out / "gebm_table.md").write_text(markdown(result, args.datasets))
+        # One process per dataset may share OUT: every key is dataset-prefixed, so merge
+        # what another process wrote (under a lock) instead of overwriting it.
+        with open(out / ".gebm_table.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            disk = json.loads(path.read_text()) if path.is_file() else {}
+            for mine, name in ((cells, "cells"), (tuned, "tuned"), (trials_done, "trials")):
+                for key, value in disk.get(name, {}).items():
+                    mine.setdefault(key, value)
+            for key in list(trials_done):
+                if key in tuned:
+                    del trials_done[key]
+            result = {"steps": args.steps, "n_samples": args.n_samples,
+                      "n_tune": args.n_tune, "lengths": args.lengths, "grid": GRID,
+                      "tuned": tuned, "trials": trials_done, "cells": cells,
+                      "machine": machine(torch.device("cpu"))}
+            path.write_text(json.dumps(result, indent=2))
+            datasets = list(dict.fromkeys(c["dataset"] for c in cells.values()))
+            (out / "gebm_table.md").write_text(markdown(result, datasets))
 
     for ds in args.datasets:
         run = out / "runs" / f"gebm-{ds}"
