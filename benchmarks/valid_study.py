@@ -18,6 +18,14 @@ are recorded beside them (drift shows there first).
 **The rule** (stated before any number): at the last step, the candidates whose validation
 MSE is within ``--mse-slack`` (10 %) of the lowest are eligible; of those, the lowest
 validation FD-MNIST wins. The last step is what counts because a preset runs to its end.
+
+``--branch-from RUN/checkpoints/step_NNNNNNNN`` starts every candidate from that checkpoint
+of an earlier run on the same splits (``lebm train --from``: weights, optimiser moments and
+random streams shared, each candidate's settings from the branch step on): a paired
+comparison from one state, at the cost of the remaining steps only. Scoring starts at the
+branch step. A candidate without overrides is the parent's own continuation (a branch with
+an unchanged config continues it exactly), so when the parent run already has every
+checkpoint to score, its run folder is scored instead of training it again.
 Writes ``OUT/valid_study.json``, ``.md``, ``.png`` (both metrics and the posterior norm
 against steps) and ``_prior.png`` (the learned prior's radial profile).
 """
@@ -80,7 +88,7 @@ def training_jobs(out: Path, args: argparse.Namespace, cands: dict[str, list[str
                   ) -> list[tuple[Path, list[str], int]]:
     """``(run folder, lebm train command, steps)`` per candidate: the preset on the training
     split without the validation images, scored on the validation split, then the
-    candidate's own overrides."""
+    candidate's own overrides (branched from ``args.branch_from`` when given)."""
     split = [f"data.train_split={args.train_split}", f"data.test_split={args.valid_split}"]
     jobs = []
     for name, overrides in cands.items():
@@ -88,8 +96,47 @@ def training_jobs(out: Path, args: argparse.Namespace, cands: dict[str, list[str
         cmd = checkpointed_train(args.preset, run, seed=args.seed, steps=args.steps,
                                  threads=args.threads, checkpoint_every=args.every,
                                  sample_every=args.steps, overrides=[*split, *overrides])
+        if args.branch_from is not None:
+            cmd += ["--from", str(args.branch_from)]
         jobs.append((run, [sys.executable, "-m", "lebm.cli", *cmd], args.steps))
     return jobs
+
+
+def branch_point(args: argparse.Namespace) -> tuple[int, Path | None]:
+    """The step scoring starts from and the parent run folder (``0, None`` without
+    ``--branch-from``); refuses a checkpoint that is not one, or a parent trained on other
+    splits (the study's validation images must be unseen)."""
+    ckpt = args.branch_from
+    if ckpt is None:
+        return 0, None
+    ckpt = Path(ckpt)
+    name = ckpt.name
+    if not (name.startswith("step_") and name[5:].isdigit() and ckpt.is_dir()):
+        raise SystemExit(f"--branch-from {ckpt}: a checkpoint folder "
+                         "(RUN/checkpoints/step_NNNNNNNN)")
+    parent = ckpt.parent.parent
+    data = json.loads((parent / "config.json").read_text())["config"]["data"]
+    if (data.get("train_split"), data.get("test_split")) != (args.train_split,
+                                                            args.valid_split):
+        raise SystemExit(f"--branch-from {ckpt}: its run trained on {data.get('train_split')}"
+                         f" / {data.get('test_split')}, not {args.train_split} / "
+                         f"{args.valid_split}")
+    step = int(name[5:])
+    if step >= args.steps or (args.steps - step) % args.every:
+        raise SystemExit(f"--branch-from step {step}: --steps ({args.steps}) must lie a "
+                         f"positive multiple of --every ({args.every}) past it")
+    return step, parent
+
+
+def scored_run(out: Path, args: argparse.Namespace, name: str, overrides: list[str],
+               parent: Path | None) -> Path:
+    """The run folder whose checkpoints score candidate ``name``: the parent run itself for
+    a branch without overrides when it holds every checkpoint to score, else its own."""
+    if parent is not None and not overrides and all(
+            (parent / "checkpoints" / f"step_{s:08d}").is_dir()
+            for s in range(args.steps, branch_point(args)[0], -args.every)):
+        return parent
+    return run_dir(out, name, args.seed)
 
 
 RADII = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0)
@@ -126,13 +173,16 @@ def main() -> None:
     ap.add_argument("--n-valid", type=int, default=2000)
     ap.add_argument("--n-samples", type=int, default=5000)
     ap.add_argument("--mse-slack", type=float, default=0.10)
+    ap.add_argument("--branch-from", type=Path, metavar="RUN/checkpoints/step_NNNNNNNN")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if args.steps % args.every:
         raise SystemExit("--steps must be a multiple of --every")
     cands = parse_candidates(args.candidate)
+    start, parent = branch_point(args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    runs = {name: scored_run(out, args, name, o, parent) for name, o in cands.items()}
     path = out / "valid_study.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
     curves: dict[str, list[dict]] = record.get("curves", {})
@@ -140,7 +190,8 @@ def main() -> None:
         raise SystemExit(f"{path} holds a study of other candidates; use another --out")
     t0 = time.perf_counter()
 
-    train_runs(training_jobs(out, args, cands), args.jobs)
+    train_runs([job for job in training_jobs(out, args, cands) if job[0] in runs.values()],
+               args.jobs)
 
     import torch
 
@@ -149,10 +200,10 @@ def main() -> None:
     import lebm
 
     for name in cands:
-        run = run_dir(out, name, args.seed)
+        run = runs[name]
         log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         done = {p["step"] for p in curves.get(name, [])}
-        for step in range(args.every, args.steps + 1, args.every):
+        for step in range(start + args.every, args.steps + 1, args.every):
             if step in done:
                 continue
             curves.setdefault(name, []).append(
@@ -182,6 +233,7 @@ def write(out: Path, args: argparse.Namespace, cands: dict[str, list[str]],
               "preset": args.preset, "candidates": cands, "seed": args.seed,
               "train_split": args.train_split, "valid_split": args.valid_split,
               "prior_profile_radii": list(RADII),
+              "branch_from": None if args.branch_from is None else str(args.branch_from),
               "rule": f"final-step valid MSE within {args.mse_slack:.0%} of the lowest, then "
                       "the lowest valid FD-MNIST",
               "chosen": chosen, "curves": curves, "script_seconds": time.perf_counter() - t0,
@@ -198,6 +250,8 @@ def write(out: Path, args: argparse.Namespace, cands: dict[str, list[str]],
              "", f"Preset `{args.preset}`, trained on `{args.train_split}`, scored on "
              f"`{args.valid_split}` ({args.n_valid} images for MSE, {args.n_samples} samples "
              f"for FD-MNIST); seed {args.seed}; {result['machine']['cpu']}. "
+             + (f"Every candidate branched from `{args.branch_from}`. "
+                if args.branch_from is not None else "") +
              f"Command: `{result['command']}`"]
     (out / "valid_study.md").write_text("\n".join(rows) + "\n")
     plot(curves, out / "valid_study.png")

@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.prior_steps=30 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    t.add_argument("--from", dest="branch_from", type=Path, metavar="RUN_OR_CHECKPOINT",
+                   help="branch: start from a trained run's latest checkpoint (or a "
+                   "checkpoint folder, RUN/checkpoints/step_NNNNNNNN) with this config: "
+                   "weights, optimiser moments, step and random streams are the parent's, "
+                   "every setting (learning rates included) the new config's; the "
+                   "architecture must match")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     r = sub.add_parser("resume", help="continue a run from its latest checkpoint")
@@ -147,7 +153,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from lebm.train import Trainer
 
     cfg = train_config(a)
-    trainer = Trainer(cfg, a.run_dir, overwrite=a.overwrite)
+    trainer = Trainer(cfg, a.run_dir, overwrite=a.overwrite, branch_from=a.branch_from)
+    if trainer.branched_from is not None and trainer.dist.is_main:
+        print(f"branched from {trainer.branched_from['checkpoint']} at step {trainer.step}")
     last = trainer.fit()
     _report(trainer, last)
     return 0

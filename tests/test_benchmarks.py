@@ -324,7 +324,7 @@ def test_valid_study_trains_without_the_validation_images_and_applies_its_rule(t
     cands = parse_candidates([["current"], ["slow", "method.lr_e=2e-5"]])
     assert cands == {"current": [], "slow": ["method.lr_e=2e-5"]}
     args = argparse.Namespace(train_split="train50k", valid_split="valid", seed=1, steps=10,
-                              threads=1, every=5, preset="mnist")
+                              threads=1, every=5, preset="mnist", branch_from=None)
     jobs = training_jobs(tmp_path, args, cands)
     cfgs = {run.name: config_of_command(cmd[cmd.index("train"):]) for run, cmd, _ in jobs}
     assert set(cfgs) == {"current-s1", "slow-s1"}
@@ -380,3 +380,35 @@ def test_valid_study_radial_profile_of_a_gaussian_prior_is_minus_r_squared_over_
     # a tilt f(z) = ‖z‖²/2 cancels the Gaussian exactly: a flat profile
     ebm.prior.energy_net.forward = lambda z: 0.5 * (z * z).sum(1)  # type: ignore[method-assign]
     assert radial_profile(ebm) == pytest.approx([0.0] * len(RADII), abs=1e-4)
+
+
+def test_valid_study_branches_every_candidate_from_one_checkpoint(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import argparse
+
+    from valid_study import branch_point, scored_run, training_jobs
+
+    parent = tmp_path / "parent"
+    for step in (0, 4000, 5000, 6000):
+        (parent / "checkpoints" / f"step_{step:08d}").mkdir(parents=True)
+    meta = {"config": {"data": {"train_split": "train50k", "test_split": "valid"}}}
+    (parent / "config.json").write_text(json.dumps(meta))
+    args = argparse.Namespace(train_split="train50k", valid_split="valid", seed=0, steps=6000,
+                              threads=1, every=1000, preset="mnist",
+                              branch_from=parent / "checkpoints" / "step_00004000")
+    assert branch_point(args) == (4000, parent)
+    cands = {"current": [], "l2": ["method.energy_l2=0.1"]}
+    for run, cmd, _ in training_jobs(tmp_path, args, cands):
+        assert cmd[cmd.index("--from") + 1] == str(args.branch_from)
+    # the parent holds 5,000 and 6,000: the unchanged candidate is scored on it, not retrained
+    assert scored_run(tmp_path, args, "current", [], parent) == parent
+    assert scored_run(tmp_path, args, "l2", cands["l2"], parent) == tmp_path / "runs" / "l2-s0"
+    args.steps = 7000  # the parent stopped at 6,000: the unchanged candidate trains too
+    assert scored_run(tmp_path, args, "current", [], parent) == tmp_path / "runs" / "current-s0"
+
+    args.steps = 6000
+    for bad in (dict(branch_from=parent),  # a run folder, not a checkpoint
+                dict(steps=4000), dict(steps=6500),  # not a multiple of --every past it
+                dict(valid_split="test")):  # the parent trained on other splits
+        with pytest.raises(SystemExit):
+            branch_point(argparse.Namespace(**{**vars(args), **bad}))

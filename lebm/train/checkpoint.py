@@ -141,6 +141,20 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
                           f"{'; '.join(skipped) or 'none was written'}")
 
 
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A run folder's newest checkpoint that verifies, or a checkpoint folder (verified)."""
+    path = Path(path)
+    if checkpoint_root(path).is_dir():
+        return latest_checkpoint(path)
+    if step_of(path.name) is not None and path.is_dir():
+        why = verify(path)
+        if why is not None:
+            raise CheckpointError(f"{path}: {why}")
+        return path
+    raise CheckpointError(f"{path} is neither a run folder nor a checkpoint folder "
+                          "(run/checkpoints/step_NNNNNNNN)")
+
+
 def load_training_state(ckpt: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load ``training_state.pt`` with ``weights_only=True`` (no arbitrary unpickling)."""
     try:

@@ -41,6 +41,7 @@ from lebm.run import RUN_FORMAT, load_data, load_heldout, read_run_config, resol
 from lebm.train.checkpoint import (
     latest_checkpoint,
     load_training_state,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from lebm.train.distributed import init_distributed
@@ -103,7 +104,9 @@ class Trainer:
     learner: Learner
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, overwrite: bool = False,
-                 _resume: bool = False) -> None:
+                 branch_from: str | Path | None = None, _resume: bool = False) -> None:
+        """``branch_from`` (a run folder: its latest checkpoint; or a checkpoint folder)
+        starts the new run from that checkpoint's state under ``cfg``: see ``_branch``."""
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
         self.dist, self.device = init_distributed(resolve_device(t.device))
@@ -133,6 +136,7 @@ class Trainer:
         self.n_divergences = 0
         self.scales = {"lr": 1.0, "step": 1.0}  # cumulative divergence factors (checkpointed)
         self.recon_level: float | None = None  # running mean of recon_error (checkpointed)
+        self.branched_from: dict[str, Any] | None = None  # recorded in config.json
         try:
             if _resume:
                 self._lock()
@@ -146,14 +150,26 @@ class Trainer:
                                     f"--max-steps {t.max_steps}; nothing was changed")
                 if self.dist.is_main:
                     self._truncate_metrics(self.step)
+                self.branched_from = read_json_config(
+                    self.run_dir / "config.json", RUN_FORMAT, "run").get("branched_from")
             else:
                 torch.manual_seed(t.seed)  # network initialisation
                 self._build(cfg.model)
+                parent = None if branch_from is None else self._branch(Path(branch_from))
+                if parent is not None and t.max_steps <= self.step:
+                    raise ConfigError(f"{parent} is at step {self.step}: train.max_steps "
+                                      f"({t.max_steps}) must be larger to train the branch")
                 self.dist.broadcast_module(self.model)
                 self._lock()  # only once everything above has succeeded
                 self._prepare_run_dir(overwrite)
-                self.step = 0
-                self.chain_gen.manual_seed(t.seed + 1 + 1_000_003 * self.dist.rank)
+                if parent is None:
+                    self.step = 0
+                    self.chain_gen.manual_seed(t.seed + 1 + 1_000_003 * self.dist.rank)
+                elif self.dist.is_main:  # the parent's log up to the branch point
+                    self._copy_parent_metrics(parent)
+                if parent is not None:
+                    self.branched_from = {"checkpoint": str(parent.resolve()),
+                                          "step": self.step}
                 self._write_run_config()
                 self._checkpoint()
         except BaseException:
@@ -172,6 +188,51 @@ class Trainer:
         if max_steps is not None and max_steps != planned and max_steps != trainer.step:
             trainer._write_run_config()
         return trainer
+
+    def _branch(self, source: Path) -> Path:
+        """Load a checkpoint's state into this (not yet started) run: the networks' weights,
+        the optimisers' moments, the step, the random streams, the method's state and the
+        divergence scales. Every setting comes from the new config: learning rates (with
+        their per-epoch decay applied for the epochs already trained), Adam's betas and
+        weight decay, chains, losses. Branching with an unchanged config continues the
+        parent run exactly. Returns the checkpoint folder used."""
+        ckpt = resolve_checkpoint(source)
+        if self.run_dir.resolve() in ckpt.resolve().parents:
+            raise ConfigError(f"--from {source} lies inside the new run folder {self.run_dir}: "
+                            "branch into another folder")
+        meta = read_model_meta(ckpt)
+        have = type(self.model).__name__
+        if meta.get("class") != have:
+            raise ConfigError(f"{ckpt} holds a {meta.get('class')} model; the "
+                              f"{self.cfg.method_name} method trains a {have}")
+        run_meta = ckpt.parent.parent / "config.json"  # the parent run's, when there
+        if run_meta.is_file():
+            method = read_json_config(run_meta, RUN_FORMAT, "run")["config"].get("method_name")
+            if method is not None and method != self.cfg.method_name:
+                raise ConfigError(f"{ckpt} was trained by the {method} method; this config's "
+                                  f"is {self.cfg.method_name} (a branch keeps the method)")
+        try:
+            self._load_state(ckpt)
+        except RuntimeError as exc:  # load_state_dict: the architectures differ
+            raise ConfigError(f"{ckpt} does not fit this config's model (the architecture "
+                              f"must be the same to branch): {exc}") from exc
+        for name, opt in self.optimizers.items():
+            spec, sch = self.learner.specs[name], self.learner.schedulers[name]
+            sch.base_lrs = [spec.lr for _ in opt.param_groups]
+            sch.gamma = spec.lr_decay
+            for group in opt.param_groups:
+                group.update(initial_lr=spec.lr, betas=spec.betas,
+                             weight_decay=spec.weight_decay,
+                             lr=spec.lr * spec.lr_decay ** sch.last_epoch * self.scales["lr"])
+        return ckpt
+
+    def _copy_parent_metrics(self, ckpt: Path) -> None:
+        """The parent run's log up to the branch step, so curves show the whole history."""
+        parent_log = ckpt.parent.parent / "metrics.jsonl"
+        if parent_log.is_file():
+            rows = [r for r in read_metrics(parent_log) if r.get("step", 0) <= self.step]
+            atomic_write_text(self.run_dir / "metrics.jsonl",
+                              "".join(json.dumps(r) + "\n" for r in rows))
 
     def _lock(self) -> None:
         """Take the run folder's lock on rank 0; every rank fails if it cannot."""
@@ -247,6 +308,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "n_train": len(self.data),
             "config": self.cfg.to_dict(),
+            **({"branched_from": self.branched_from} if self.branched_from else {}),
         })
 
     # ------------------------------------------------------------------ state
