@@ -86,24 +86,10 @@ def main() -> None:
     features = MNISTFeatures()
 
     def write() -> None:
-        # One process per dataset may share OUT: every key is dataset-prefixed, so merge
-        # what another process wrote (under a lock) instead of overwriting it.
-        with open(out / ".gebm_table.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            disk = json.loads(path.read_text()) if path.is_file() else {}
-            for mine, name in ((cells, "cells"), (tuned, "tuned"), (trials_done, "trials")):
-                for key, value in disk.get(name, {}).items():
-                    mine.setdefault(key, value)
-            for key in list(trials_done):
-                if key in tuned:
-                    del trials_done[key]
-            result = {"steps": args.steps, "n_samples": args.n_samples,
-                      "n_tune": args.n_tune, "lengths": args.lengths, "grid": GRID,
-                      "tuned": tuned, "trials": trials_done, "cells": cells,
-                      "machine": machine(torch.device("cpu"))}
-            path.write_text(json.dumps(result, indent=2))
-            datasets = list(dict.fromkeys(c["dataset"] for c in cells.values()))
-            (out / "gebm_table.md").write_text(markdown(result, datasets))
+        merged_write(out, {"steps": args.steps, "n_samples": args.n_samples,
+                           "n_tune": args.n_tune, "lengths": args.lengths, "grid": GRID,
+                           "tuned": tuned, "trials": trials_done, "cells": cells,
+                           "machine": machine(torch.device("cpu"))})
 
     for ds in args.datasets:
         run = out / "runs" / f"gebm-{ds}"
@@ -146,6 +132,26 @@ def main() -> None:
                 write()
     write()
     print((out / "gebm_table.md").read_text())
+
+
+def merged_write(out: Path, result: dict) -> None:
+    """Write ``OUT/gebm_table.json`` and ``.md`` from ``result``, first merging in what is on
+    disk (under a lock): one process per dataset may share ``OUT`` because every key of
+    ``cells``, ``tuned`` and ``trials`` is dataset-prefixed. Our own entries win; ``result``'s
+    dicts are updated in place, and trials of a tuned kernel are dropped."""
+    path = out / "gebm_table.json"
+    with open(out / ".gebm_table.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        disk = json.loads(path.read_text()) if path.is_file() else {}
+        for name in ("cells", "tuned", "trials"):
+            for key, value in disk.get(name, {}).items():
+                result[name].setdefault(key, value)
+        for key in list(result["trials"]):
+            if key in result["tuned"]:
+                del result["trials"][key]
+        path.write_text(json.dumps(result, indent=2))
+        datasets = list(dict.fromkeys(c["dataset"] for c in result["cells"].values()))
+        (out / "gebm_table.md").write_text(markdown(result, datasets))
 
 
 def score(model, ref, features, kernel: str, length: int, step: float, n: int,

@@ -398,7 +398,7 @@ def test_valid_study_branches_every_candidate_from_one_checkpoint(tmp_path):
                               branch_from=parent / "checkpoints" / "step_00004000")
     assert branch_point(args) == (4000, parent)
     cands = {"current": [], "l2": ["method.energy_l2=0.1"]}
-    for run, cmd, _ in training_jobs(tmp_path, args, cands):
+    for _run, cmd, _ in training_jobs(tmp_path, args, cands):
         assert cmd[cmd.index("--from") + 1] == str(args.branch_from)
     # the parent holds 5,000 and 6,000: the unchanged candidate is scored on it, not retrained
     assert scored_run(tmp_path, args, "current", [], parent) == parent
@@ -412,3 +412,33 @@ def test_valid_study_branches_every_candidate_from_one_checkpoint(tmp_path):
                 dict(valid_split="test")):  # the parent trained on other splits
         with pytest.raises(SystemExit):
             branch_point(argparse.Namespace(**{**vars(args), **bad}))
+
+
+def test_gebm_table_processes_sharing_an_out_folder_merge_their_results(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gebm_table import merged_write
+
+    machine = {"cpu": "x", "threads": 1, "torch": "t"}
+
+    def part(ds: str, fd: float, tuning: bool) -> dict:
+        cell = {"dataset": ds, "kernel": "base", "length": 0, "step_size": None, "fd": fd,
+                "sec_per_1000": 1.0, "acceptance": None}
+        return {"steps": 1, "n_samples": 1, "n_tune": 1, "lengths": [0], "grid": {},
+                "tuned": {} if tuning else {f"{ds}/mala": {"step_size": 0.1}},
+                "trials": {f"{ds}/mala": {"0.1": 5.0}} if tuning else {},
+                "cells": {f"{ds}/base/0": cell}, "machine": machine}
+
+    merged_write(tmp_path, part("mnist", 10.0, tuning=True))
+    fm = part("fashion-mnist", 20.0, tuning=False)
+    merged_write(tmp_path, fm)  # the second process keeps the first's results
+    on_disk = json.loads((tmp_path / "gebm_table.json").read_text())
+    assert set(on_disk["cells"]) == {"mnist/base/0", "fashion-mnist/base/0"}
+    assert on_disk["trials"] == {"mnist/mala": {"0.1": 5.0}}
+    md = (tmp_path / "gebm_table.md").read_text()
+    assert "### mnist" in md and "### fashion-mnist" in md
+    # the first process finishes tuning: its trials go, its own cell value wins over disk's
+    mn = part("mnist", 11.0, tuning=False)
+    merged_write(tmp_path, mn)
+    on_disk = json.loads((tmp_path / "gebm_table.json").read_text())
+    assert on_disk["trials"] == {} and on_disk["cells"]["mnist/base/0"]["fd"] == 11.0
+    assert on_disk["cells"]["fashion-mnist/base/0"]["fd"] == 20.0
