@@ -442,3 +442,39 @@ def test_gebm_table_processes_sharing_an_out_folder_merge_their_results(tmp_path
     on_disk = json.loads((tmp_path / "gebm_table.json").read_text())
     assert on_disk["trials"] == {} and on_disk["cells"]["mnist/base/0"]["fd"] == 11.0
     assert on_disk["cells"]["fashion-mnist/base/0"]["fd"] == 20.0
+
+
+def test_chain_convergence_continues_each_chain_and_records_every_length(tmp_path,
+                                                                          tiny_overrides):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from chain_convergence import continued
+
+    # the increments add up to each length in turn: one chain, continued
+    calls: list[int] = []
+
+    def step(z, k):
+        calls.append(k)
+        return z + k
+
+    pts = continued(step, 0, [20, 100, 500], lambda z: {"z": z})
+    assert calls == [20, 80, 400] and [p["z"] for p in pts] == [20, 100, 500]
+
+    from lebm.config import build_config
+    from lebm.train import Trainer
+
+    Trainer(build_config("digits", tiny_overrides, **{"train.max_steps": 4}),
+            tmp_path / "r").fit()
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "chain_convergence.py"),
+                          str(tmp_path / "r"), "--steps", "4", "--split", "test",
+                          "--n-data", "10", "--n-prior", "20", "--prior-lengths", "5", "9",
+                          "--posterior-lengths", "5", "7"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads((tmp_path / "r" / "analysis" / "chain_convergence.json").read_text())
+    r = out["checkpoints"]["4"]
+    assert [p["length"] for p in r["prior"]] == [5, 9]
+    assert [p["length"] for p in r["posterior"]] == [5, 7] and "mse" in r["posterior"][0]
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "chain_convergence.py"),
+                          str(tmp_path / "r"), "--steps", "4", "--prior-lengths", "9", "5"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "increasing" in bad.stderr
