@@ -7,7 +7,8 @@ on the same trained networks, for every kernel and a few chain lengths (MNIST, F
 2. **Tuning, on training images only.** For each kernel (Langevin, MALA, HMC, kinetic
    Langevin) the step size is chosen from ``--grid`` by FD-MNIST of ``--n-tune`` samples at
    the longest chain length against the last 10,000 *training* images (MNIST's ``valid``
-   split): nothing here sees the test split.
+   split): nothing here sees the test split. When the best step size is at an end of
+   the grid, the grid is extended past that end by doubling or halving (at most twice).
 3. **Report, once.** With the chosen step sizes, FD-MNIST of ``--n-samples`` samples against
    the test split for chain lengths ``--lengths`` (0 = the base generator alone, the same
    for every kernel), the seconds per 1,000 samples (wall clock, ``--threads`` threads) and,
@@ -106,24 +107,26 @@ def main() -> None:
             key = f"{ds}/{kernel}"
             if key in tuned:
                 continue
-            trials = trials_done.setdefault(key, {})
-            for step in GRID[kernel]:
-                if str(step) in trials:
-                    continue
+            entry = tuned.get(key)  # tuned before: extended if its best sits at the top
+            trials = entry["valid_fd"] if entry else trials_done.setdefault(key, {})
+            while (step := next_step(trials, GRID[kernel])) is not None:
                 trials[str(step)] = score(model, ref["valid"], features, kernel, longest,
                                           step, args.n_tune, args.seed + 100)["fd"]
                 print(key, step, trials[str(step)], flush=True)
                 write()  # each tuning point survives an interruption
-            best = min(trials, key=lambda s: trials[s])
-            tuned[key] = {"step_size": float(best), "valid_fd": dict(trials)}
-            del trials_done[key]
+            best = float(min(trials, key=lambda s: trials[s]))
+            if entry:
+                entry["step_size"] = best
+            else:
+                tuned[key] = {"step_size": best, "valid_fd": dict(trials)}
+                del trials_done[key]
             write()
         for kernel in args.kernels:  # the report, on the test split
             for length in args.lengths:
                 key = f"{ds}/{'base' if length == 0 else kernel}/{length}"
-                if key in cells:
-                    continue
                 step = tuned[f"{ds}/{kernel}"]["step_size"]
+                if key in cells and (length == 0 or cells[key]["step_size"] == step):
+                    continue  # scored (a cell of an earlier step size is scored again)
                 cells[key] = {"dataset": ds, "kernel": kernel if length else "base",
                               "length": length, "step_size": step if length else None,
                               **score(model, ref["test"], features, kernel, length, step,
@@ -132,6 +135,26 @@ def main() -> None:
                 write()
     write()
     print((out / "gebm_table.md").read_text())
+
+
+EXTEND = 2  # doublings past a grid's largest step size while the best sits at the top
+
+
+def next_step(trials: dict[str, float], grid: tuple[float, ...]) -> float | None:
+    """The next step size to try on the validation images: the grid's first untried one;
+    once all are tried, double the best while it is the largest tried, halve it while it is
+    the smallest (at most ``EXTEND`` times past either end: an optimum at the grid's edge
+    may not be one); else ``None``."""
+    for step in grid:
+        if str(step) not in trials:
+            return step
+    best = float(min(trials, key=lambda s: trials[s]))
+    tried = [float(s) for s in trials]
+    if best == max(tried) and best < grid[-1] * 2 ** EXTEND:
+        return best * 2
+    if best == min(tried) and best > grid[0] / 2 ** EXTEND:
+        return best / 2
+    return None
 
 
 def merged_write(out: Path, result: dict) -> None:

@@ -478,3 +478,21 @@ def test_chain_convergence_continues_each_chain_and_records_every_length(tmp_pat
                           str(tmp_path / "r"), "--steps", "4", "--prior-lengths", "9", "5"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "increasing" in bad.stderr
+
+
+def test_gebm_table_extends_a_grid_whose_best_step_size_sits_at_an_end():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gebm_table import next_step
+
+    grid = (0.05, 0.1, 0.2, 0.4)
+    assert next_step({}, grid) == 0.05
+    assert next_step({"0.05": 3.0, "0.1": 2.0}, grid) == 0.2  # the grid first
+    interior = {"0.05": 3.0, "0.1": 1.0, "0.2": 2.0, "0.4": 4.0}
+    assert next_step(interior, grid) is None
+    top = {"0.05": 4.0, "0.1": 3.0, "0.2": 2.0, "0.4": 1.0}
+    assert next_step(top, grid) == 0.8
+    assert next_step({**top, "0.8": 0.5}, grid) == 1.6
+    assert next_step({**top, "0.8": 0.5, "1.6": 0.4}, grid) is None  # at most twice
+    assert next_step({**top, "0.8": 2.0}, grid) is None  # 0.4 is interior now
+    bottom = {"0.05": 1.0, "0.1": 2.0, "0.2": 3.0, "0.4": 4.0}
+    assert next_step(bottom, grid) == 0.025
