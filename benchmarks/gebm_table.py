@@ -105,8 +105,6 @@ def main() -> None:
 
         for kernel in args.kernels:  # tuning on training images (the valid split)
             key = f"{ds}/{kernel}"
-            if key in tuned:
-                continue
             entry = tuned.get(key)  # tuned before: extended if its best sits at the top
             trials = entry["valid_fd"] if entry else trials_done.setdefault(key, {})
             while (step := next_step(trials, GRID[kernel])) is not None:
