@@ -71,6 +71,7 @@ def main() -> None:
     path = out / "gebm_table.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
     cells: dict = record.get("cells", {})
+    spread: dict = record.get("spread", {})  # FD of the base alone on 3 more sample seeds
     tuned: dict = record.get("tuned", {})
     trials_done: dict = record.get("trials", {})  # tuning points of unfinished kernels
 
@@ -90,6 +91,7 @@ def main() -> None:
         merged_write(out, {"steps": args.steps, "n_samples": args.n_samples,
                            "n_tune": args.n_tune, "lengths": args.lengths, "grid": GRID,
                            "tuned": tuned, "trials": trials_done, "cells": cells,
+                           "spread": spread,
                            "machine": machine(torch.device("cpu"))})
 
     for ds in args.datasets:
@@ -131,6 +133,11 @@ def main() -> None:
                                       args.n_samples, args.seed)}
                 print(key, cells[key], flush=True)
                 write()
+        key = f"{ds}/base"  # the FD's own noise: the base alone on other sample seeds
+        if key not in spread:
+            spread[key] = [score(model, ref["test"], features, "base", 0, 0.0, args.n_samples,
+                                 args.seed + k)["fd"] for k in range(1, 4)]
+            write()
     write()
     print((out / "gebm_table.md").read_text())
 
@@ -164,7 +171,8 @@ def merged_write(out: Path, result: dict) -> None:
     with open(out / ".gebm_table.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         disk = json.loads(path.read_text()) if path.is_file() else {}
-        for name in ("cells", "tuned", "trials"):
+        for name in ("cells", "tuned", "trials", "spread"):
+            result.setdefault(name, {})
             for key, value in disk.get(name, {}).items():
                 result[name].setdefault(key, value)
         for key in list(result["trials"]):
@@ -225,6 +233,11 @@ def markdown(result: dict, datasets: list[str]) -> str:
             step = "" if c["step_size"] is None else f"{c['step_size']:g}"
             lines.append(f"| {c['kernel']} | {c['length']} | {step} | {c['fd']:.1f} | "
                          f"{c['sec_per_1000']:.2f} | {acc} |")
+        noise = result.get("spread", {}).get(f"{ds}/base")
+        if noise:
+            lines += ["", f"The base alone on three other sample seeds: FD-MNIST "
+                      f"{' / '.join(f'{v:.1f}' for v in noise)} (the metric's sampling "
+                      "noise at this sample size)."]
         lines.append("")
     m = result["machine"]
     lines.append(f"Machine: {m['cpu']}, {m['threads']} torch thread(s), torch {m['torch']}.")
