@@ -496,3 +496,25 @@ def test_gebm_table_extends_a_grid_whose_best_step_size_sits_at_an_end():
     assert next_step({**top, "0.8": 2.0}, grid) is None  # 0.4 is interior now
     bottom = {"0.05": 1.0, "0.1": 2.0, "0.2": 3.0, "0.4": 4.0}
     assert next_step(bottom, grid) == 0.025
+
+
+def test_gebm_table_retime_times_every_cell_of_a_dataset_and_keeps_its_fd():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gebm_table import markdown, retime
+
+    from lebm.models import LatentEBM, ModelConfig
+
+    model = LatentEBM(ModelConfig(n_z=2, generator="mlp", gen_widths=(8,), data_shape=(3,)))
+    cell = {"dataset": "a", "fd": 5.0, "sec_per_1000": 99.0, "acceptance": None}
+    cells = {"a/base/0": {**cell, "kernel": "base", "length": 0, "step_size": None},
+             "a/mala/3": {**cell, "kernel": "mala", "length": 3, "step_size": 0.1},
+             "b/base/0": {**cell, "dataset": "b", "kernel": "base", "length": 0,
+                          "step_size": None}}
+    retime(model, cells, "a", 20, seed=0)
+    for key in ("a/base/0", "a/mala/3"):
+        assert cells[key]["timed_alone"] == 20 and cells[key]["sec_per_1000"] != 99.0
+        assert cells[key]["fd"] == 5.0
+    assert "timed_alone" not in cells["b/base/0"]  # another data set's cells are left alone
+    result = {"n_samples": 1, "steps": 1, "n_tune": 1, "cells": cells,
+              "machine": {"cpu": "x", "threads": 1, "torch": "t"}}
+    assert "cells without it: wall clock beside other jobs" in markdown(result, ["a", "b"])
