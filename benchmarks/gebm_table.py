@@ -95,7 +95,7 @@ def main() -> None:
                            "n_tune": args.n_tune, "lengths": args.lengths, "grid": GRID,
                            "tuned": tuned, "trials": trials_done, "cells": cells,
                            "spread": spread,
-                           "machine": machine(torch.device("cpu"))})
+                           "machine": machine(torch.device("cpu"))}, args.datasets)
 
     if args.retime:
         for ds in args.datasets:
@@ -173,11 +173,13 @@ def next_step(trials: dict[str, float], grid: tuple[float, ...]) -> float | None
     return None
 
 
-def merged_write(out: Path, result: dict) -> None:
+def merged_write(out: Path, result: dict, datasets: list[str]) -> None:
     """Write ``OUT/gebm_table.json`` and ``.md`` from ``result``, first merging in what is on
     disk (under a lock): one process per dataset may share ``OUT`` because every key of
-    ``cells``, ``tuned`` and ``trials`` is dataset-prefixed. Our own entries win; ``result``'s
-    dicts are updated in place, and trials of a tuned kernel are dropped."""
+    ``cells``, ``tuned``, ``trials`` and ``spread`` starts with its dataset. For ``datasets``
+    (this process's) our entries win; for every other dataset the disk's do (another process
+    may have moved on since we read them). ``result``'s dicts are updated in place, and
+    trials of a tuned kernel are dropped."""
     path = out / "gebm_table.json"
     with open(out / ".gebm_table.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -185,7 +187,10 @@ def merged_write(out: Path, result: dict) -> None:
         for name in ("cells", "tuned", "trials", "spread"):
             result.setdefault(name, {})
             for key, value in disk.get(name, {}).items():
-                result[name].setdefault(key, value)
+                if key.split("/")[0] in datasets:
+                    result[name].setdefault(key, value)
+                else:
+                    result[name][key] = value
         for key in list(result["trials"]):
             if key in result["tuned"]:
                 del result["trials"][key]

@@ -428,9 +428,9 @@ def test_gebm_table_processes_sharing_an_out_folder_merge_their_results(tmp_path
                 "trials": {f"{ds}/mala": {"0.1": 5.0}} if tuning else {},
                 "cells": {f"{ds}/base/0": cell}, "machine": machine}
 
-    merged_write(tmp_path, part("mnist", 10.0, tuning=True))
+    merged_write(tmp_path, part("mnist", 10.0, tuning=True), ["mnist"])
     fm = part("fashion-mnist", 20.0, tuning=False)
-    merged_write(tmp_path, fm)  # the second process keeps the first's results
+    merged_write(tmp_path, fm, ["fashion-mnist"])  # the second keeps the first's results
     on_disk = json.loads((tmp_path / "gebm_table.json").read_text())
     assert set(on_disk["cells"]) == {"mnist/base/0", "fashion-mnist/base/0"}
     assert on_disk["trials"] == {"mnist/mala": {"0.1": 5.0}}
@@ -438,10 +438,16 @@ def test_gebm_table_processes_sharing_an_out_folder_merge_their_results(tmp_path
     assert "### mnist" in md and "### fashion-mnist" in md
     # the first process finishes tuning: its trials go, its own cell value wins over disk's
     mn = part("mnist", 11.0, tuning=False)
-    merged_write(tmp_path, mn)
+    merged_write(tmp_path, mn, ["mnist"])
     on_disk = json.loads((tmp_path / "gebm_table.json").read_text())
     assert on_disk["trials"] == {} and on_disk["cells"]["mnist/base/0"]["fd"] == 11.0
     assert on_disk["cells"]["fashion-mnist/base/0"]["fd"] == 20.0
+    # the second process still holds the first's old entries: they never overwrite newer ones
+    fm["cells"]["fashion-mnist/base/0"]["fd"] = 21.0
+    merged_write(tmp_path, fm, ["fashion-mnist"])
+    on_disk = json.loads((tmp_path / "gebm_table.json").read_text())
+    assert on_disk["cells"]["mnist/base/0"]["fd"] == 11.0
+    assert on_disk["cells"]["fashion-mnist/base/0"]["fd"] == 21.0
 
 
 def test_chain_convergence_continues_each_chain_and_records_every_length(tmp_path,
