@@ -282,7 +282,7 @@ def markdown(result: dict, datasets: list[str]) -> str:
     else:
         timing = ("Seconds per 1,000 samples: a separate timing pass "
                   f"(`--retime`, {', '.join(str(a) for a in sorted(alone - {None}))} samples, "
-                  "nothing else running)" + (
+                  "no training or scoring beside it; one timing process per dataset, one per core)" + (
                       "; cells without it: wall clock beside other jobs." if None in alone
                       else "."))
     lines.append(timing)
