@@ -165,11 +165,12 @@ class Trainer:
                 if parent is None:
                     self.step = 0
                     self.chain_gen.manual_seed(t.seed + 1 + 1_000_003 * self.dist.rank)
-                elif self.dist.is_main:  # the parent's log up to the branch point
-                    self._copy_parent_metrics(parent)
-                if parent is not None:
+                else:
                     self.branched_from = {"checkpoint": str(parent.resolve()),
                                           "step": self.step}
+                    parent_log = parent.parent.parent / "metrics.jsonl"
+                    if self.dist.is_main and parent_log.is_file():  # curves show it all
+                        self._truncate_metrics(self.step, source=parent_log)
                 self._write_run_config()
                 self._checkpoint()
         except BaseException:
@@ -198,8 +199,8 @@ class Trainer:
         parent run exactly. Returns the checkpoint folder used."""
         ckpt = resolve_checkpoint(source)
         if self.run_dir.resolve() in ckpt.resolve().parents:
-            raise ConfigError(f"--from {source} lies inside the new run folder {self.run_dir}: "
-                            "branch into another folder")
+            raise ConfigError(f"--from {source} lies inside the new run folder "
+                              f"{self.run_dir}: branch into another folder")
         meta = read_model_meta(ckpt)
         have = type(self.model).__name__
         if meta.get("class") != have:
@@ -225,14 +226,6 @@ class Trainer:
                              weight_decay=spec.weight_decay,
                              lr=spec.lr * spec.lr_decay ** sch.last_epoch * self.scales["lr"])
         return ckpt
-
-    def _copy_parent_metrics(self, ckpt: Path) -> None:
-        """The parent run's log up to the branch step, so curves show the whole history."""
-        parent_log = ckpt.parent.parent / "metrics.jsonl"
-        if parent_log.is_file():
-            rows = [r for r in read_metrics(parent_log) if r.get("step", 0) <= self.step]
-            atomic_write_text(self.run_dir / "metrics.jsonl",
-                              "".join(json.dumps(r) + "\n" for r in rows))
 
     def _lock(self) -> None:
         """Take the run folder's lock on rank 0; every rank fails if it cannot."""
@@ -375,10 +368,12 @@ class Trainer:
         self.recon_level = None if level is None else float(level)
         self.step = int(state["step"])
 
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop log lines written after the checkpoint we resume from (a crashed tail)."""
+    def _truncate_metrics(self, step: int, source: Path | None = None) -> None:
+        """Keep the log lines up to ``step``: drop those written after the checkpoint we
+        resume from (a crashed tail), or, with ``source`` (a parent run's log), copy its
+        lines up to the branch step."""
         path = self.run_dir / "metrics.jsonl"
-        rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+        rows = [r for r in read_metrics(source or path) if r.get("step", 0) <= step]
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
     # ------------------------------------------------------------------ loop
