@@ -106,12 +106,13 @@ def branch_point(args: argparse.Namespace) -> tuple[int, Path | None]:
     """The step scoring starts from and the parent run folder (``0, None`` without
     ``--branch-from``); refuses a checkpoint that is not one, or a parent trained on other
     splits (the study's validation images must be unseen)."""
-    ckpt = args.branch_from
-    if ckpt is None:
+    from lebm.train.checkpoint import step_of
+
+    if args.branch_from is None:
         return 0, None
-    ckpt = Path(ckpt)
-    name = ckpt.name
-    if not (name.startswith("step_") and name[5:].isdigit() and ckpt.is_dir()):
+    ckpt = Path(args.branch_from)
+    step = step_of(ckpt.name)
+    if step is None or not ckpt.is_dir():
         raise SystemExit(f"--branch-from {ckpt}: a checkpoint folder "
                          "(RUN/checkpoints/step_NNNNNNNN)")
     parent = ckpt.parent.parent
@@ -121,7 +122,6 @@ def branch_point(args: argparse.Namespace) -> tuple[int, Path | None]:
         raise SystemExit(f"--branch-from {ckpt}: its run trained on {data.get('train_split')}"
                          f" / {data.get('test_split')}, not {args.train_split} / "
                          f"{args.valid_split}")
-    step = int(name[5:])
     if step >= args.steps or (args.steps - step) % args.every:
         raise SystemExit(f"--branch-from step {step}: --steps ({args.steps}) must lie a "
                          f"positive multiple of --every ({args.every}) past it")
@@ -129,12 +129,13 @@ def branch_point(args: argparse.Namespace) -> tuple[int, Path | None]:
 
 
 def scored_run(out: Path, args: argparse.Namespace, name: str, overrides: list[str],
-               parent: Path | None) -> Path:
+               start: int, parent: Path | None) -> Path:
     """The run folder whose checkpoints score candidate ``name``: the parent run itself for
-    a branch without overrides when it holds every checkpoint to score, else its own."""
+    a branch (from step ``start``) without overrides when it holds every checkpoint to
+    score, else its own."""
     if parent is not None and not overrides and all(
             (parent / "checkpoints" / f"step_{s:08d}").is_dir()
-            for s in range(args.steps, branch_point(args)[0], -args.every)):
+            for s in range(args.steps, start, -args.every)):
         return parent
     return run_dir(out, name, args.seed)
 
@@ -182,7 +183,7 @@ def main() -> None:
     start, parent = branch_point(args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    runs = {name: scored_run(out, args, name, o, parent) for name, o in cands.items()}
+    runs = {name: scored_run(out, args, name, o, start, parent) for name, o in cands.items()}
     path = out / "valid_study.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
     curves: dict[str, list[dict]] = record.get("curves", {})
@@ -198,10 +199,11 @@ def main() -> None:
     torch.set_num_threads(max(1, args.jobs * args.threads))
 
     import lebm
+    from lebm.viz import read_metrics
 
     for name in cands:
         run = runs[name]
-        log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        log = read_metrics(run / "metrics.jsonl")
         done = {p["step"] for p in curves.get(name, [])}
         for step in range(start + args.every, args.steps + 1, args.every):
             if step in done:

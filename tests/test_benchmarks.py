@@ -401,10 +401,12 @@ def test_valid_study_branches_every_candidate_from_one_checkpoint(tmp_path):
     for _run, cmd, _ in training_jobs(tmp_path, args, cands):
         assert cmd[cmd.index("--from") + 1] == str(args.branch_from)
     # the parent holds 5,000 and 6,000: the unchanged candidate is scored on it, not retrained
-    assert scored_run(tmp_path, args, "current", [], parent) == parent
-    assert scored_run(tmp_path, args, "l2", cands["l2"], parent) == tmp_path / "runs" / "l2-s0"
+    assert scored_run(tmp_path, args, "current", [], 4000, parent) == parent
+    assert scored_run(tmp_path, args, "l2", cands["l2"], 4000, parent) == \
+        tmp_path / "runs" / "l2-s0"
     args.steps = 7000  # the parent stopped at 6,000: the unchanged candidate trains too
-    assert scored_run(tmp_path, args, "current", [], parent) == tmp_path / "runs" / "current-s0"
+    assert scored_run(tmp_path, args, "current", [], 4000, parent) == \
+        tmp_path / "runs" / "current-s0"
 
     args.steps = 6000
     for bad in (dict(branch_from=parent),  # a run folder, not a checkpoint
