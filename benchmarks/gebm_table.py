@@ -153,7 +153,7 @@ def main() -> None:
     print((out / "gebm_table.md").read_text())
 
 
-EXTEND = 2  # doublings past a grid's largest step size while the best sits at the top
+EXTEND = 2  # doublings (halvings) past a grid's end while the best step size sits there
 
 
 def next_step(trials: dict[str, float], grid: tuple[float, ...]) -> float | None:
@@ -203,9 +203,29 @@ def score(model, ref, features, kernel: str, length: int, step: float, n: int,
           seed: int) -> dict:
     """FD of ``n`` samples (chain ``kernel`` × ``length`` at ``step``; 0 = the base) against
     the reference statistics ``ref``, the sampling seconds per 1,000 samples, acceptance."""
-    import torch
-
     from lebm.metrics import fid
+
+    x, acc, sec_per_1000 = _timed_draw(model, n, seed, kernel, length, step)
+    return {"fd": fid(x, ref, features), "sec_per_1000": sec_per_1000, "acceptance": acc}
+
+
+def retime(model, cells: dict, ds: str, n: int, seed: int) -> None:
+    """Time every scored cell of ``ds`` again with ``n`` samples (the FD stays): each
+    cell's ``sec_per_1000`` becomes this measurement, marked ``timed_alone``."""
+    for key, c in cells.items():
+        if c["dataset"] != ds:
+            continue
+        c["sec_per_1000"] = _timed_draw(model, n, seed, c["kernel"], c["length"],
+                                        c["step_size"])[2]
+        c["timed_alone"] = n
+        print(key, f"{c['sec_per_1000']:.2f} s / 1000", flush=True)
+
+
+def _timed_draw(model, n: int, seed: int, kernel: str, length: int, step: float | None
+                ) -> tuple[object, float | None, float]:
+    """``n`` samples (chain ``kernel`` × ``length`` at ``step``; length 0 = the base alone),
+    the mean Metropolis acceptance and the sampling seconds per 1,000 samples."""
+    import torch
 
     g = torch.Generator().manual_seed(seed)
     t = time.perf_counter()
@@ -213,27 +233,7 @@ def score(model, ref, features, kernel: str, length: int, step: float, n: int,
         x, acc = model.sample(n, g, n_steps=0), None
     else:
         x, acc = _sample(model, n, g, kernel, length, step)
-    secs = time.perf_counter() - t
-    return {"fd": fid(x, ref, features), "sec_per_1000": 1000 * secs / n, "acceptance": acc}
-
-
-def retime(model, cells: dict, ds: str, n: int, seed: int) -> None:
-    """Time every scored cell of ``ds`` again with ``n`` samples (the FD stays): each
-    cell's ``sec_per_1000`` becomes this measurement, marked ``timed_alone``."""
-    import torch
-
-    for key, c in cells.items():
-        if c["dataset"] != ds:
-            continue
-        g = torch.Generator().manual_seed(seed)
-        t = time.perf_counter()
-        if c["length"] == 0:
-            model.sample(n, g, n_steps=0)
-        else:
-            _sample(model, n, g, c["kernel"], c["length"], c["step_size"])
-        c["sec_per_1000"] = 1000 * (time.perf_counter() - t) / n
-        c["timed_alone"] = n
-        print(key, f"{c['sec_per_1000']:.2f} s / 1000", flush=True)
+    return x, acc, 1000 * (time.perf_counter() - t) / n
 
 
 def _sample(model, n: int, g, kernel: str, length: int, step: float
@@ -280,11 +280,11 @@ def markdown(result: dict, datasets: list[str]) -> str:
         timing = ("Seconds per 1,000 samples: wall clock while the table was scored, beside "
                   "other jobs on the machine (a second timing pass alone is `--retime`).")
     else:
-        timing = ("Seconds per 1,000 samples: a separate timing pass "
-                  f"(`--retime`, {', '.join(str(a) for a in sorted(alone - {None}))} samples, "
-                  "no training or scoring beside it; one timing process per dataset, one per core)" + (
-                      "; cells without it: wall clock beside other jobs." if None in alone
-                      else "."))
+        sizes = ", ".join(str(a) for a in sorted(alone - {None}))
+        rest = "; cells without it: wall clock beside other jobs." if None in alone else "."
+        timing = ("Seconds per 1,000 samples: a separate timing pass (`--retime`, "
+                  f"{sizes} samples, no training or scoring beside it; one timing process per "
+                  f"dataset, one per core){rest}")
     lines.append(timing)
     lines.append(f"Machine: {m['cpu']}, {m['threads']} torch thread(s), torch {m['torch']}.")
     return "\n".join(lines) + "\n"
