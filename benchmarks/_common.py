@@ -122,14 +122,45 @@ def config_of_command(cmd: list[str]) -> dict | None:
     return train_config(build_parser().parse_args(cmd[cmd.index("train"):])).to_dict()
 
 
+def config_changes(run: Path, cmd: list[str]) -> list[str]:
+    """The learned settings in which ``run``'s stored config differs from the one ``cmd``
+    builds now, as ``"section.key: stored -> wanted"`` lines (empty when they agree, when
+    ``run`` has no config yet, or for a command that is not ``lebm train``). Run-only
+    settings such as the step budget and thread count do not count."""
+    want = config_of_command(cmd)
+    if want is None or not (run / "config.json").is_file():
+        return []
+    have = _learned_config(json.loads((run / "config.json").read_text())["config"])
+    want = _learned_config(want)
+    changes = []
+    for section in sorted(set(have) | set(want)):
+        a, b = have.get(section, {}), want.get(section, {})
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            if a != b:
+                changes.append(f"{section}: {a!r} -> {b!r}")
+            continue
+        changes += [f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}"
+                    for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    return changes
+
+
 def same_config(run: Path, cmd: list[str]) -> bool:
     """Whether ``run`` was trained with the config ``cmd`` asks for (run-only settings such
     as the step budget and thread count aside)."""
-    want = config_of_command(cmd)
-    if want is None or not (run / "config.json").is_file():
-        return True
-    have = json.loads((run / "config.json").read_text())["config"]
-    return _learned_config(have) == _learned_config(want)
+    return not config_changes(run, cmd)
+
+
+def set_aside(run: Path) -> Path:
+    """Rename ``run`` (and its ``.log``) to the first free ``<name>.stale-N``, so that a run
+    trained afresh never deletes one that took hours; returns the new folder."""
+    n = 1
+    while (aside := run.with_name(f"{run.name}.stale-{n}")).exists():
+        n += 1
+    run.rename(aside)
+    log = run.parent / f"{run.name}.log"
+    if log.is_file():
+        log.rename(run.parent / f"{aside.name}.log")
+    return aside
 
 
 def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[str, dict]:
@@ -139,7 +170,8 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
     the same number of steps is reused; an unfinished run with a checkpoint is continued with
     ``lebm resume`` (its wall time then covers this process only, marked ``resumed``), so an
     interrupted script picks up where it stopped. A run whose stored config differs from
-    the one its command builds now (a preset changed since) is trained again from scratch.
+    the one its command builds now (a preset changed since) is moved aside to
+    ``<run>.stale-N`` (the differing settings printed) and trained again from scratch.
     Each run's output goes to ``<run>.log`` next to it; a failed run stops the script.
     """
     import subprocess
@@ -148,9 +180,10 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
     todo = []
     for run, cmd, steps in jobs:
         wall_file = run / "wall_seconds.json"
-        if not same_config(run, cmd):
-            print(f"{run.name}: its config differs from the command's; training afresh",
-                  flush=True)
+        if changes := config_changes(run, cmd):
+            aside = set_aside(run)
+            print(f"{run.name}: its config differs from the command's ({'; '.join(changes)}); "
+                  f"moved to {aside.name}, training afresh", flush=True)
             todo.append((run, cmd, steps))
         elif wall_file.is_file() and json.loads(wall_file.read_text()).get("steps") == steps:
             walls[run.name] = json.loads(wall_file.read_text())

@@ -143,6 +143,31 @@ def test_train_runs_reuses_a_run_only_with_the_same_learned_config(tmp_path, mon
     assert not same_config(run, cmd("--set", "method.mi_balance=2"))
 
 
+def test_train_runs_sets_a_stale_run_aside_and_names_what_changed(tmp_path, monkeypatch, capsys):
+    """A run whose stored config no longer matches its command is renamed, never deleted,
+    and the message names the settings that differ."""
+    from lebm.config import build_config
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _common import config_changes, train_runs
+
+    run = tmp_path / "svebm-wine-d0"
+    run.mkdir()
+    stored = build_config("svebm-wine", [], **{"train.seed": 0}).to_dict()
+    (run / "config.json").write_text(json.dumps({"config": stored}))
+    (run / "marker").write_text("hours of training")
+    (tmp_path / "svebm-wine-d0.log").write_text("old log")
+    cmd = [sys.executable, "-m", "lebm.cli", "train", "svebm-wine", "--run-dir", str(run),
+           "--seed", "0", "--no-progress", "--max-steps", "2", "--set", "method.lr_e=0.001"]
+    assert config_changes(run, cmd) == [f"method.lr_e: {stored['method']['lr_e']!r} -> 0.001"]
+    train_runs([(run, cmd, 2)], parallel=1)
+    aside = tmp_path / "svebm-wine-d0.stale-1"
+    assert (aside / "marker").read_text() == "hours of training"
+    assert (tmp_path / "svebm-wine-d0.stale-1.log").read_text() == "old log"
+    assert json.loads((run / "config.json").read_text())["config"]["method"]["lr_e"] == 0.001
+    assert "method.lr_e" in capsys.readouterr().out and config_changes(run, cmd) == []
+
+
 def test_ssl_table_sends_svebm_only_overrides_to_the_svebm_runs(tmp_path, monkeypatch):
     """``--svebm-set`` reaches the SV-EBM commands only (the VAE has no ``mi_weight``, and
     its command must still build a config); ``--set`` reaches both."""
