@@ -228,9 +228,7 @@ class Langevin(_Settings):
         logp, grad = _evaluated(state, log_density)
         z_new = z + (0.5 * s * s) * grad
         if self.noise:
-            z_new = z_new + s * torch.randn(
-                z.shape, generator=generator, device=z.device, dtype=z.dtype
-            )
+            z_new = z_new + s * _randn_like(z, generator)
         info = Info(log_density=logp, grad_norm=_grad_norm(grad))
         return State(z=z_new.detach()), info
 
