@@ -95,9 +95,29 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return total
 
 
-# train settings that do not change what a run learns
-_RUN_ONLY = ("max_steps", "progress", "threads", "sample_every", "checkpoint_every",
-             "keep_checkpoints")
+def _run_only() -> tuple[str, ...]:
+    """Train settings that do not change what a run learns: the step budget and those that
+    ``lebm resume --set`` may change."""
+    from lebm.config import RESUME_SETTINGS
+
+    return ("max_steps", *RESUME_SETTINGS)
+
+
+def resume_command(python: str, run: Path, steps: int, cmd: list[str]) -> list[str]:
+    """``lebm resume`` of ``run`` to ``steps``, carrying over the ``--set`` items of the
+    run's train command that ``resume`` may change (a new checkpoint cadence, thread
+    count, ...), so that a command edited between restarts takes effect on the runs it
+    continues."""
+    from lebm.config import RESUME_SETTINGS
+
+    out = [python, "-m", "lebm.cli", "resume", str(run), "--max-steps", str(steps),
+           "--no-progress"]
+    for flag, item in zip(cmd, cmd[1:]):
+        key = item.partition("=")[0].strip()
+        if flag == "--set" and key.removeprefix("train.") in RESUME_SETTINGS \
+                and key.removeprefix("train.") != "progress":
+            out += ["--set", item]
+    return out
 
 
 def _learned_config(cfg: dict) -> dict:
@@ -105,7 +125,7 @@ def _learned_config(cfg: dict) -> dict:
 
     # through RunConfig: keys added since the run was trained take their defaults
     out = json.loads(json.dumps(RunConfig.from_dict(cfg).to_dict()))
-    out["train"] = {k: v for k, v in out["train"].items() if k not in _RUN_ONLY}
+    out["train"] = {k: v for k, v in out["train"].items() if k not in _run_only()}
     out["model"].pop("data_shape", None)  # filled in from the data at train time
     if out["data"].get("name") in ("ptb", "text"):
         out["model"].pop("n_categories", None)  # likewise: the vocabulary's size
@@ -188,9 +208,7 @@ def train_runs(jobs: list[tuple[Path, list[str], int]], parallel: int) -> dict[s
         elif wall_file.is_file() and json.loads(wall_file.read_text()).get("steps") == steps:
             walls[run.name] = json.loads(wall_file.read_text())
         elif (run / "checkpoints" / "latest").is_file() and (run / "config.json").is_file():
-            resume = [cmd[0], "-m", "lebm.cli", "resume", str(run), "--max-steps", str(steps),
-                      "--no-progress"]
-            todo.append((run, resume, steps))
+            todo.append((run, resume_command(cmd[0], run, steps, cmd), steps))
         else:
             todo.append((run, cmd, steps))
     running: list[tuple[Path, subprocess.Popen, float, int, Any, list[str]]] = []

@@ -18,6 +18,8 @@ from lebm.errors import LebmError
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lebm`` argument parser (public: benchmarks parse train commands with it)."""
+    from lebm.config import RESUME_SETTINGS
+
     p = argparse.ArgumentParser(prog="lebm", description="Latent-space energy-based models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -41,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", type=Path)
     r.add_argument("--max-steps", type=int, help="new total number of steps")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a setting that does not change what the run learns (train."
+                        + ", train.".join(RESUME_SETTINGS) + "); repeatable; kept for later "
+                        "resumes")
 
     s = sub.add_parser("sample", help="write a grid of samples (sentences: a text file) from "
                        "a trained run")
@@ -166,7 +172,7 @@ def _cmd_resume(a: argparse.Namespace) -> int:
 
     if a.max_steps is not None and a.max_steps < 0:
         raise LebmError(f"--max-steps must be >= 0, got {a.max_steps}")
-    trainer = Trainer.resume(a.run_dir, a.max_steps)
+    trainer = Trainer.resume(a.run_dir, a.max_steps, a.overrides)
     if a.no_progress:
         trainer.cfg.train.progress = False
     if trainer.step >= trainer.cfg.train.max_steps:

@@ -103,6 +103,11 @@ class TrainConfig:
 
 SECTIONS = ("data", "model", "method", "train")
 
+# train settings that change how a run is carried out, not what it learns: the ones
+# ``lebm resume --set`` may change (max_steps has its own flag)
+RESUME_SETTINGS = ("threads", "progress", "log_every", "sample_every", "checkpoint_every",
+                   "keep_checkpoints", "n_grid")
+
 
 @dataclass
 class RunConfig:
@@ -217,6 +222,27 @@ def set_value(cfg: RunConfig, key: str, value: Any, from_text: bool) -> None:
     section, path = _resolve_key(cfg, key)
     settings.assign(getattr(cfg, section), path, value, from_text=from_text,
                     label=f"{section}.")
+
+
+def set_resume_settings(cfg: RunConfig, overrides: list[str]) -> list[str]:
+    """Apply ``key=value`` overrides of ``RESUME_SETTINGS`` to a stored run's config (for
+    ``lebm resume --set``); refuse any other key, since it would change what the run learns.
+    Returns the keys set."""
+    keys = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        section, path = _resolve_key(cfg, key.strip())
+        if section != "train" or path not in RESUME_SETTINGS:
+            raise ConfigError(
+                f"{section}.{path} changes what the run learns and cannot be set on resume "
+                f"(resume may set train.{', train.'.join(RESUME_SETTINGS)}); to train on with "
+                f"other settings, branch: lebm train PRESET --run-dir NEW --from RUN --set ...")
+        set_value(cfg, f"train.{path}", value.strip(), from_text=True)
+        keys.append(f"train.{path}")
+    validate(cfg)
+    return keys
 
 
 def validate(cfg: RunConfig) -> None:

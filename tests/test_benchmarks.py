@@ -551,3 +551,17 @@ def test_gebm_table_retime_times_every_cell_of_a_dataset_and_keeps_its_fd():
     result = {"n_samples": 1, "steps": 1, "n_tune": 1, "cells": cells,
               "machine": {"cpu": "x", "threads": 1, "torch": "t"}}
     assert "cells without it: wall clock beside other jobs" in markdown(result, ["a", "b"])
+
+
+def test_a_resumed_benchmark_run_takes_the_commands_run_only_settings(monkeypatch):
+    """``train_runs`` resumes with the ``--set`` items that resume accepts (so a restart
+    with a new checkpoint cadence applies it), and only with those."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _common import resume_command
+
+    cmd = ["py", "-m", "lebm.cli", "train", "mnist", "--run-dir", "r", "--set",
+           "train.checkpoint_every=100", "--set", "method.lr_e=1e-4", "--set", "threads=1",
+           "--set", "train.progress=false"]
+    assert resume_command("py", Path("r"), 50, cmd) == [
+        "py", "-m", "lebm.cli", "resume", "r", "--max-steps", "50", "--no-progress",
+        "--set", "train.checkpoint_every=100", "--set", "threads=1"]

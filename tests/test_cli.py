@@ -36,9 +36,13 @@ def test_train_resume_sample_reconstruct(tmp_path, tiny_overrides, capsys):
     cfg = json.loads((run / "config.json").read_text())["config"]
     assert cfg["train"]["seed"] == 3 and cfg["train"]["max_steps"] == 4
 
-    assert main(["resume", str(run), "--max-steps", "8", "--no-progress"]) == 0
+    assert main(["resume", str(run), "--max-steps", "8", "--no-progress",
+                 "--set", "train.checkpoint_every=2", "--set", "keep_checkpoints=10"]) == 0
     out = capsys.readouterr().out
     assert "at step 4 of 8" in out and "done: step 8" in out
+    assert {"step_00000006", "step_00000008"} <= {p.name for p in (run / "checkpoints").iterdir()}
+    assert main(["resume", str(run), "--set", "method.lr_g=1"]) == 2
+    assert "changes what the run learns" in capsys.readouterr().err
 
     assert main(["sample", str(run), "--n", "9", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["sample", str(run), "--n", "2", "--steps", "0", "--out",

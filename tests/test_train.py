@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 import lebm
 from lebm.config import build_config
-from lebm.errors import DivergenceError, LebmError
+from lebm.errors import ConfigError, DivergenceError, LebmError
+from lebm.run import read_run_config
 from lebm.train import Trainer, latest_checkpoint, load_training_state
 from lebm.train.checkpoint import save_checkpoint
 
@@ -294,3 +295,32 @@ def test_toy_run_draws_data_vs_samples_and_the_prior(tmp_path):
     for kind in ("samples", "prior"):
         assert (tmp_path / "toy" / "samples" / f"step_00000004_{kind}.png").stat().st_size > 5000
     assert lebm.load(tmp_path / "toy").sample(3).shape == (3, 2)
+
+
+def test_resume_may_change_how_a_run_is_carried_out_not_what_it_learns(tmp_path, tiny_overrides):
+    """``resume --set``: a new checkpoint cadence and keep count take effect, are kept in the
+    run's config for later resumes, and the run still ends where 12 steps straight end; a
+    setting that changes learning is refused with a pointer to branching."""
+    straight = build_config("digits", tiny_overrides, **{"train.max_steps": 12})
+    Trainer(straight, tmp_path / "straight").fit()
+    half = build_config("digits", tiny_overrides, **{"train.max_steps": 6,
+                                                     "train.checkpoint_every": 3})
+    Trainer(half, tmp_path / "r").fit()
+    with pytest.raises(ConfigError, match="method.lr_g changes what the run learns.*branch"):
+        Trainer.resume(tmp_path / "r", 12, ["method.lr_g=1e-3"])
+    with pytest.raises(ConfigError, match="train.batch_size changes what the run learns"):
+        Trainer.resume(tmp_path / "r", 12, ["batch_size=7"])
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        Trainer.resume(tmp_path / "r", 12, ["train.checkpoint_every=0"])  # validated
+    trainer = Trainer.resume(tmp_path / "r", 12,
+                             ["checkpoint_every=2", "train.keep_checkpoints=50"])
+    trainer.fit()
+    _assert_same_state(tmp_path / "straight", tmp_path / "r")
+    ckpts = sorted(p.name for p in (tmp_path / "r" / "checkpoints").glob("step_*"))
+    assert ckpts == [f"step_{s:08d}" for s in (0, 3, 6, 8, 10, 12)]
+    stored = read_run_config(tmp_path / "r").train
+    assert (stored.checkpoint_every, stored.keep_checkpoints, stored.max_steps) == (2, 50, 12)
+    # a resume that only changes a setting keeps the planned length
+    Trainer.resume(tmp_path / "r", None, ["threads=1"]).lock.release()
+    assert read_run_config(tmp_path / "r").train.max_steps == 12
+    assert read_run_config(tmp_path / "r").train.threads == 1

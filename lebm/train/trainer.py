@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from lebm._version import __version__
-from lebm.config import RunConfig
+from lebm.config import RunConfig, set_resume_settings
 from lebm.errors import CheckpointError, ConfigError, DivergenceError, LebmError
 from lebm.io import atomic_write_json, atomic_write_text, read_json_config
 from lebm.methods import Batch, Method
@@ -178,16 +178,27 @@ class Trainer:
             raise
 
     @classmethod
-    def resume(cls, run_dir: str | Path, max_steps: int | None = None) -> Trainer:
+    def resume(cls, run_dir: str | Path, max_steps: int | None = None,
+               overrides: list[str] | None = None) -> Trainer:
         """Continue the run in ``run_dir`` from its newest checkpoint that verifies (to
-        ``max_steps`` in all, if given: a number below the run's step changes nothing)."""
+        ``max_steps`` in all, if given: a number below the run's step changes nothing).
+        ``overrides`` (``key=value``) may change the settings that do not change what the run
+        learns (``lebm.config.RESUME_SETTINGS``: threads, checkpoint and sample cadence, ...);
+        any other key is refused with a ``ConfigError``. What is changed is written to the
+        run's config, so a later resume keeps it."""
         cfg = read_run_config(run_dir)
         planned = cfg.train.max_steps
+        before = cfg.to_dict()["train"]
         if max_steps is not None:
             cfg.train.max_steps = max_steps
+        set_resume_settings(cfg, overrides or [])
         trainer = cls(cfg, run_dir, _resume=True)
-        if max_steps is not None and max_steps != planned and max_steps != trainer.step:
+        new_length = max_steps is not None and max_steps not in (planned, trainer.step)
+        if new_length or dict(cfg.to_dict()["train"], max_steps=planned) != before:
+            steps = cfg.train.max_steps
+            cfg.train.max_steps = steps if new_length else planned
             trainer._write_run_config()
+            cfg.train.max_steps = steps
         return trainer
 
     def _branch(self, source: Path) -> Path:
