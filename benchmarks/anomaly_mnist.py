@@ -21,15 +21,15 @@ earlier table: the 60,000 training images minus the digit, the whole 10k test sp
 (~10 % anomalies).
 
 Writes ``OUT/anomaly_mnist.json`` (every run, the summary, the paper's numbers, wall times,
-hardware, command) and ``OUT/anomaly_mnist.md``. Finished runs are reused on a rerun, and
-every score is cached in ``OUT/scores.json`` (per checkpoint), so an interrupted scoring
-pass continues too. The paper's LEBM numbers are means ± sd over its last 10 epochs of a
-longer training; ours score the final model of a fixed budget (``--steps``), chosen so the
-whole table fits in hours on a 2-core CPU, and beside it (``--spread-last 10
---spread-every 100``, the default) the mean ± sd over the first seed's last 10 checkpoints,
-100 steps apart: the same kind of within-run spread over a shorter stretch. Checkpoints a
-run did not keep are remade by a branch from an earlier one (bit-identical continuation).
-Nothing is chosen by test AUPRC.
+hardware, command), ``OUT/anomaly_mnist.md`` and ``OUT/anomaly_mnist.png`` (bars by digit).
+Finished runs are reused on a rerun, and every score is cached in ``OUT/scores.json`` (per
+checkpoint), so an interrupted scoring pass continues too. The paper's LEBM numbers are
+means ± sd over its last 10 epochs of a longer training; ours score the final model of a
+fixed budget (``--steps``), chosen so the whole table fits in hours on a 2-core CPU, and
+beside it (``--spread-last 10 --spread-every 100``, the default) the mean ± sd over the
+first seed's last 10 checkpoints, 100 steps apart: the same kind of within-run spread over a
+shorter stretch. Checkpoints a run did not keep are remade by a branch from an earlier one
+(bit-identical continuation). Nothing is chosen by test AUPRC.
 """
 
 from __future__ import annotations
@@ -301,17 +301,59 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "anomaly_mnist.json").write_text(json.dumps(result, indent=2))
     (out / "anomaly_mnist.md").write_text(markdown(result))
+    plot(result, out / "anomaly_mnist.png")
     print(markdown(result))
+
+
+def _names(result: dict) -> dict[str, str]:
+    return {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)",
+            "joint": "joint EBM, 2 layers (ours)", "joint-inf": "joint EBM + q(z|x) (ours)",
+            "abp-joint": "hierarchical ABP (ours)", "vae-joint": "hierarchical VAE (ours)",
+            "nce": "multi-stage NCE prior (ours)",
+            "pca": f"PCA reconstruction ({result['recipe']['pca'].split()[0]} components)"}
+
+
+def plot(result: dict, path: Path) -> None:
+    """Bars: each model's AUPRC by held-out digit on the first test set (± the seeds' sd);
+    the papers' figures as markers; the anomaly share (chance) as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = next(iter(result["summary"]))
+    per_model = result["summary"][test]
+    digits = result["digits"]
+    names = _names(result)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(digits), 3.8))
+    width = 0.8 / max(len(per_model), 1)
+    for i, (model, per) in enumerate(per_model.items()):
+        cells = [per[d] if d in per else per[str(d)] for d in digits]
+        xs = [j - 0.4 + width * (i + 0.5) for j in range(len(digits))]
+        sds = [c["std"] or 0 for c in cells]
+        ax.bar(xs, [c["mean"] for c in cells], width, yerr=sds if any(sds) else None,
+               label=names[model], capsize=2)
+    for (name, vals), marker in zip(result["paper"].items(), "o^sD", strict=False):
+        ys = [vals[d] if d in vals else vals.get(str(d)) for d in digits]
+        ax.plot(range(len(digits)), ys, marker, color="black", mfc="none", ls="none",
+                label=name)
+    share = [result["results"][f"pca-d{d}"][test]["anomaly_fraction"]
+             for d in digits if f"pca-d{d}" in result["results"]]
+    if share:
+        ax.axhline(sum(share) / len(share), color="gray", ls="--", lw=1, label="chance")
+    ax.set_xticks(range(len(digits)), [f"digit {d}" for d in digits])
+    ax.set_ylabel("AUPRC")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"MNIST anomaly detection, test set {test}", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def markdown(result: dict) -> str:
     """One table per test set (zenati, zenati-disjoint; or the earlier whole-test-split)."""
     digits = result["digits"]
-    names = {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)",
-             "joint": "joint EBM, 2 layers (ours)", "joint-inf": "joint EBM + q(z|x) (ours)",
-             "abp-joint": "hierarchical ABP (ours)", "vae-joint": "hierarchical VAE (ours)",
-             "nce": "multi-stage NCE prior (ours)",
-             "pca": f"PCA reconstruction ({result['recipe']['pca'].split()[0]} components)"}
+    names = _names(result)
     n_seeds = len(result["seeds"])
     hw = result["hardware"]
     lines: list[str] = []

@@ -229,6 +229,7 @@ def test_anomaly_mnist_scores_both_protocol_test_sets(tmp_path):
     assert spread["auprc"][-1] == result["results"]["vae-d4-s0"]["zenati"]["auprc"]
     assert (tmp_path / "runs" / "vae-d4-s0-every1" / "checkpoints" / "step_00000003").is_dir()
     assert "last 3 checkpoints (steps 2–4" in (tmp_path / "anomaly_mnist.md").read_text()
+    assert (tmp_path / "anomaly_mnist.png").read_bytes()[:4] == b"\x89PNG"
     scored = json.loads((tmp_path / "scores.json").read_text())
     assert len(scored) == 5  # 2 test sets at step 4, zenati at steps 2 and 3 (4 is shared)
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
