@@ -1,15 +1,15 @@
 """MNIST anomaly AUPRC against training length, for one held-out digit.
 
-    python benchmarks/anomaly_curve.py --digit 4 --steps 1000 2000 3000 4000 5000 6000 \\
+    python benchmarks/anomaly_curve.py --base mnist --digit 4 --steps 1000 2000 3000 4000 \\
         --from benchmarks/results/anomaly_mnist/runs
 
-Trains the anomaly table's three models (presets ``mnist``, ``vae-mnist``, ``abp-mnist``,
-``data.exclude_classes=DIGIT``) step by step to each count in ``--steps``, and after each
-scores the whole MNIST test set at exactly that checkpoint (``lebm eval --metrics auprc
---checkpoint step_N``: ``−log p̃(x, z)`` at the model's own posterior ``z``, held-out digit
-positive), so one can see whether a gap to the paper is a matter of budget. ``--protocol zenati``
-trains and scores under the papers' split (REFERENCE; the run's test split is the published
-one, leak included).
+Trains the anomaly table's models (``--models``, default LEBM, VAE and ABP of the ``--base``
+preset family, ``data.exclude_classes=DIGIT``) step by step to each count in ``--steps``,
+and after each scores the whole MNIST test set at exactly that checkpoint (``lebm eval
+--metrics auprc --checkpoint step_N``: ``−log p̃(x, z)`` at the model's own posterior ``z``,
+held-out digit positive), so one can see whether a gap to the paper is a matter of budget.
+``--protocol zenati`` trains and scores under the papers' split (REFERENCE; the run's test
+split is the published one, leak included).
 
 ``--from DIR`` starts each model from ``DIR/<model>-d<digit>-s<seed>`` (e.g. the anomaly
 table's runs) instead of from scratch: the folder is copied, never changed. A step that
@@ -32,7 +32,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, train_runs  # noqa: E402
-from anomaly_mnist import PAPER, PRESETS, PROTOCOLS, train_command  # noqa: E402
+from anomaly_mnist import (  # noqa: E402
+    DEFAULT_MODELS,
+    FAMILIES,
+    PAPER,
+    PRESETS,
+    PROTOCOLS,
+    preset_of,
+    train_command,
+)
 
 NAMES = {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)"}
 
@@ -51,7 +59,9 @@ def _latest_step(run: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--digit", type=int, default=4)
-    ap.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--base", default="anomaly-mnist", choices=list(FAMILIES),
+                    help="the preset family (anomaly_mnist.py --base)")
+    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(PRESETS))
     ap.add_argument("--steps", type=int, nargs="+", default=[1000, 2000, 3000, 4000])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all)")
@@ -96,7 +106,7 @@ def main() -> None:
                 continue
             if _latest_step(run) < step:  # trains, or resumes a run that has a checkpoint
                 cmd = train_command(model, run, args.digit, args.seed, step, args.threads,
-                                    args.overrides, args.protocol)
+                                    args.overrides, args.protocol, args.base)
                 wall = train_runs([(run, cmd, step)], 1)[run.name]
                 train_seconds[model] = train_seconds.get(model, 0.0) + wall["seconds"]
             where = run
@@ -143,7 +153,8 @@ def _write(out: Path, args, points, train_seconds, t_start, previous) -> None:
     result = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "digit": args.digit, "seed": args.seed, "steps": args.steps,
-        "presets": {m: PRESETS[m] for m in args.models}, "overrides": args.overrides,
+        "base": args.base, "presets": {m: preset_of(m, args.base) for m in args.models},
+        "overrides": args.overrides,
         "source": str(args.source) if args.source else None,
         "points": points, "train_seconds": train_seconds,
         "wall_seconds_this_call": time.perf_counter() - t_start,
@@ -169,7 +180,7 @@ def markdown(result: dict) -> str:
     lines = ["| model | " + " | ".join(f"{s} steps" for s in steps) + " |",
              "|---|" + "---|" * len(steps)]
     for model, per in result["points"].items():
-        lines.append(f"| {NAMES[model]} | " + " | ".join(
+        lines.append(f"| {NAMES.get(model, model)} | " + " | ".join(
             f"{per[str(s)]['auprc']:.3f}" if str(s) in per else "–" for s in steps) + " |")
     for name, v in result["paper"].items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for _ in steps) + " |")
@@ -190,7 +201,7 @@ def plot(result: dict, path: Path) -> None:
     for model, per in result["points"].items():
         s = sorted(per, key=int)
         ax.plot([per[k]["epochs"] for k in s], [per[k]["auprc"] for k in s], "o-",
-                label=NAMES[model])
+                label=NAMES.get(model, model))
     for (name, v), ls in zip(result["paper"].items(), ("--", ":"), strict=False):
         ax.axhline(v, color="gray", ls=ls, label=name)
     ax.set_xlabel("epochs")

@@ -1,13 +1,17 @@
 """MNIST anomaly detection (LEBM paper, Table 4): LEBM, VAE and ABP side by side.
 
     python benchmarks/anomaly_mnist.py --protocol zenati          # the papers' protocol
-    python benchmarks/anomaly_mnist.py --protocol none            # the whole 10k test split
+    python benchmarks/anomaly_mnist.py --base mnist --protocol none   # whole 10k test split
     python benchmarks/anomaly_mnist.py --digits 1 --steps 300 --out /tmp/anomaly   # a quick look
 
-For each held-out digit and seed, trains the ``mnist`` preset's generator three ways — LEBM
-(preset ``mnist``), VAE (``vae-mnist``) and ABP (``abp-mnist``), the same generator and
-data for all three — and scores test images with ``−log p̃(x, z)`` at the model's own
-posterior ``z`` (REFERENCE §1.5), the held-out digit positive.
+For each held-out digit and seed, trains one generator three ways — LEBM, VAE and ABP, the
+same generator and data for all three (``--models nce`` and, with ``--base mnist``, the joint
+multi-layer models add rows) — and scores test images with ``−log p̃(x, z)`` at the model's
+own posterior ``z`` (REFERENCE §1.5), the held-out digit positive. ``--base anomaly-mnist``
+(the default; presets ``anomaly-mnist``, ``vae-``/``abp-``/``nce-anomaly-mnist``) follows
+the nearest public latent-EBM MNIST anomaly code (DAMC: z 8, σ 1, posterior 30 steps, batch
+128) on a CPU-sized generator; ``--base mnist`` is the library's ``mnist`` preset (z 16,
+σ 0.3), whose generator the ``joint-*`` presets share.
 
 ``--protocol zenati`` (the default) is the split of every paper in this line
 (``lebm.data.holdout``): all 70,000 images, 80 % of the normal ones train, the test set is
@@ -55,22 +59,38 @@ PAPER_JOINT = {  # REFERENCE §3.5, MNIST AUPRC under the same protocol
     "joint EBM (CVPR'23 paper)": {1: 0.470, 4: 0.941, 5: 0.964, 7: 0.815, 9: 0.796},
     "ICCV'23 (paper)": {1: 0.722, 4: 0.949, 5: 0.980, 7: 0.941, 9: 0.935},
 }
-PRESETS = {"lebm": "mnist", "vae": "vae-mnist", "abp": "abp-mnist",
-           # the joint multi-layer prior (CVPR'23) and its twins, on the same conv generator
-           "joint": "joint-mnist", "joint-inf": "joint-inf-mnist",
-           "abp-joint": "abp-joint-mnist", "vae-joint": "vae-joint-mnist",
-           # the multi-stage NCE prior (NeurIPS'22) on the same generator; no paper numbers
-           "nce": "nce-mnist"}
+# model -> preset, per base configuration (--base): ``anomaly-mnist`` is DAMC's MNIST anomaly
+# setting on a CPU-sized generator (lebm.methods.lebm.ANOMALY_MNIST_MODEL), ``mnist`` the
+# library's MNIST preset (z 16, σ 0.3), whose generator the joint multi-layer presets share
+FAMILIES: dict[str, dict[str, str]] = {
+    "anomaly-mnist": {"lebm": "anomaly-mnist", "vae": "vae-anomaly-mnist",
+                      "abp": "abp-anomaly-mnist", "nce": "nce-anomaly-mnist"},
+    "mnist": {"lebm": "mnist", "vae": "vae-mnist", "abp": "abp-mnist",
+              # the joint multi-layer prior (CVPR'23) and its twins, on the same conv generator
+              "joint": "joint-mnist", "joint-inf": "joint-inf-mnist",
+              "abp-joint": "abp-joint-mnist", "vae-joint": "vae-joint-mnist",
+              # the multi-stage NCE prior (NeurIPS'22) on the same generator; no paper numbers
+              "nce": "nce-mnist"}}
+PRESETS = FAMILIES["mnist"]  # every model name (the mnist family has them all)
 DEFAULT_MODELS = ["lebm", "vae", "abp"]
 
 
 PROTOCOLS = ("zenati", "none")
 
 
+def preset_of(model: str, base: str) -> str:
+    """The preset that trains ``model`` in the ``base`` family; a clear exit if it has none."""
+    if model not in FAMILIES[base]:
+        raise SystemExit(f"--base {base} has no {model} preset (it has "
+                         f"{', '.join(FAMILIES[base])})")
+    return FAMILIES[base][model]
+
+
 def train_command(model: str, run: Path, digit: int, seed: int, steps: int, threads: int,
-                  overrides: list[str], protocol: str = "none") -> list[str]:
-    """``lebm train`` of ``model``'s preset with ``digit`` held out (for ``train_runs``)."""
-    cmd = [sys.executable, "-m", "lebm.cli", "train", PRESETS[model], "--run-dir", str(run),
+                  overrides: list[str], protocol: str = "none", base: str = "mnist") -> list[str]:
+    """``lebm train`` of ``model``'s preset in the ``base`` family with ``digit`` held out
+    (for ``train_runs``)."""
+    cmd = [sys.executable, "-m", "lebm.cli", "train", preset_of(model, base), "--run-dir", str(run),
            "--max-steps", str(steps), "--seed", str(seed), "--overwrite", "--no-progress",
            "--set", f"data.exclude_classes={digit}", "--set", f"train.threads={threads}"]
     if protocol != "none":  # both zenati variants share this training set
@@ -170,9 +190,14 @@ def main() -> None:
                     help="the joint-* models are the multi-layer prior (CVPR'23) and its "
                          "inference-network / energy-free twins; nce the multi-stage NCE "
                          "prior (NeurIPS'22)")
+    ap.add_argument("--base", default="anomaly-mnist", choices=list(FAMILIES),
+                    help="anomaly-mnist: DAMC's MNIST anomaly settings, CPU-sized (the "
+                         "table's); mnist: the library's MNIST preset (the joint models' "
+                         "generator)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--steps", type=int, default=2000,
-                    help="training steps per run (batch 100; 540 steps = one epoch)")
+                    help="training steps per run (anomaly-mnist: batch 128, ~400 steps an "
+                         "epoch of the zenati training set)")
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = all)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
@@ -202,11 +227,12 @@ def main() -> None:
             for model in args.models:
                 run = out / "runs" / f"{model}-d{digit}-s{seed}"
                 cmd = train_command(model, run, digit, seed, args.steps, args.threads,
-                                    args.overrides, args.protocol)
+                                    args.overrides, args.protocol, args.base)
                 jobs.append((run, cmd, args.steps))
     walls = train_runs(jobs, args.jobs)
 
     from lebm.evaluate import EvalSettings, evaluate
+    from lebm.viz import read_metrics
 
     if args.threads:
         torch.set_num_threads(args.threads * args.jobs)
@@ -218,7 +244,8 @@ def main() -> None:
     for run, _, _ in jobs:
         t0 = time.perf_counter()
         digit = int(run.name.split("-d")[1].split("-")[0])
-        row: dict = {"train_seconds": walls[run.name]["seconds"]}
+        row: dict = {"train_seconds": walls[run.name]["seconds"],
+                     "epochs": read_metrics(run / "metrics.jsonl")[-1]["epoch"]}
         for test in tests:
             if test == "none":
                 rec = evaluate(run, ["auprc"], EvalSettings(n_test=args.n_test, progress=False,
@@ -271,8 +298,9 @@ def main() -> None:
     result = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "steps": args.steps, "seeds": args.seeds,
-        "epochs": args.steps / (505 if args.protocol == "zenati" else 540),
-        "digits": args.digits, "presets": {m: PRESETS[m] for m in args.models},
+        "epochs": statistics.mean(r["epochs"] for r in rows.values() if "epochs" in r),
+        "digits": args.digits, "base": args.base,
+        "presets": {m: preset_of(m, args.base) for m in args.models},
         "overrides": args.overrides, "results": rows, "summary": summary,
         "spread_last_checkpoints": spread,
         "paper": {**PAPER, **(PAPER_JOINT if any(m.startswith(("joint", "abp-joint",

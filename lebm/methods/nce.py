@@ -238,5 +238,6 @@ def nce_twin(name: str, p: Preset) -> Preset:
 
 NCE_PRESETS: dict[str, Preset] = {
     f"nce-{k}": nce_twin(base, BASE_PRESETS[base]) for k, base in (
-        ("mnist", "mnist"), ("fashion-mnist", "fashion-mnist"), ("toy2d", "toy2d"),
+        ("mnist", "mnist"), ("anomaly-mnist", "anomaly-mnist"),
+        ("fashion-mnist", "fashion-mnist"), ("toy2d", "toy2d"),
         ("svhn", "svhn-fast"), ("cifar10", "cifar10"), ("celeba64", "celeba64"))}
