@@ -64,7 +64,10 @@ PAPER_JOINT = {  # REFERENCE §3.5, MNIST AUPRC under the same protocol
 # library's MNIST preset (z 16, σ 0.3), whose generator the joint multi-layer presets share
 FAMILIES: dict[str, dict[str, str]] = {
     "anomaly-mnist": {"lebm": "anomaly-mnist", "vae": "vae-anomaly-mnist",
-                      "abp": "abp-anomaly-mnist", "nce": "nce-anomaly-mnist"},
+                      "abp": "abp-anomaly-mnist", "nce": "nce-anomaly-mnist",
+                      "joint": "joint-anomaly-mnist", "joint-inf": "joint-inf-anomaly-mnist",
+                      "abp-joint": "abp-joint-anomaly-mnist",
+                      "vae-joint": "vae-joint-anomaly-mnist"},
     "mnist": {"lebm": "mnist", "vae": "vae-mnist", "abp": "abp-mnist",
               # the joint multi-layer prior (CVPR'23) and its twins, on the same conv generator
               "joint": "joint-mnist", "joint-inf": "joint-inf-mnist",
