@@ -26,35 +26,52 @@ from _common import machine  # noqa: E402
 
 def continued(step_fn, z, lengths: list[int], stats) -> list[dict]:
     """Run ``z = step_fn(z, k)`` for the increments that reach each of ``lengths`` in turn
-    and record ``{"length": L, **stats(z)}`` at each."""
-    out, done = [], 0
+    and record ``{"length": L, "seconds": chain time to L, **stats(z)}`` at each."""
+    import time
+
+    out, done, seconds = [], 0, 0.0
     for length in lengths:
+        t0 = time.perf_counter()
         z = step_fn(z, length - done)
+        seconds += time.perf_counter() - t0
         done = length
-        out.append({"length": length, **stats(z)})
+        out.append({"length": length, "seconds": seconds, **stats(z)})
     return out
 
 
-def analyse(ckpt: Path, x, args: argparse.Namespace) -> dict:
+def analyse(ckpt: Path, x, args: argparse.Namespace, fd_reference=None) -> dict:
+    """The chains' statistics at each length; with ``fd_reference`` (FeatureStats of real
+    images), also FD-MNIST of the prior samples at each prior length."""
     import torch
 
     import lebm
+    from lebm.metrics import FeatureStats, MNISTFeatures, frechet_distance
 
     model = lebm.load(ckpt)
     model.eval()
     g = torch.Generator().manual_seed(args.seed)
+    feats = MNISTFeatures() if fd_reference is not None else None
 
     def energy(z):  # f(z) = log p̃(z) + ‖z‖²/2 (the tilt on N(0, I))
         with torch.no_grad():
             return (model.prior.log_density(z) + 0.5 * (z * z).sum(1)).mean().item()
 
-    def prior_stats(z):
+    def norm_and_f(z):
         return {"norm": z.norm(dim=1).mean().item(), "f": energy(z)}
+
+    def prior_stats(z):
+        out = norm_and_f(z)
+        if feats is not None:
+            with torch.no_grad():
+                images = torch.cat([model.decode(zb) for zb in z.split(500)])
+            out["fd_mnist"] = frechet_distance(FeatureStats.of(feats.extract(images)),
+                                               fd_reference)
+        return out
 
     def post_stats(z):
         with torch.no_grad():
             mse = ((model.decode(z) - x) ** 2).mean().item()
-        return {**prior_stats(z), "mse": mse}
+        return {**norm_and_f(z), "mse": mse}
 
     z0 = model.latent.init(args.n_prior, g, 1.0, model.device)
     prior = continued(lambda z, k: model.sample_latent(args.n_prior, g, z0=z, n_steps=k)[0],
@@ -75,6 +92,10 @@ def main() -> None:
     ap.add_argument("--n-prior", type=int, default=1000)
     ap.add_argument("--prior-lengths", type=int, nargs="+", default=[60, 200, 1000, 3000])
     ap.add_argument("--posterior-lengths", type=int, nargs="+", default=[20, 100, 500])
+    ap.add_argument("--fd", action="store_true",
+                    help="also FD-MNIST of the --n-prior prior samples at each prior length, "
+                         "against every image of --split (28×28 grey data; use --n-prior "
+                         "5000, as lebm eval)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
@@ -93,6 +114,14 @@ def main() -> None:
     cfg = read_run_config(args.run)
     data = load_dataset(cfg.data.name, args.split)
     x = data.batch(torch.arange(min(args.n_data, len(data))))
+    reference = None
+    if args.fd:
+        from lebm.metrics import FeatureStats, MNISTFeatures
+
+        if tuple(x.shape[1:]) != (1, 28, 28):
+            raise SystemExit(f"--fd needs 28×28 grey images; {args.split} has {tuple(x.shape[1:])}")
+        real = data.batch(torch.arange(len(data)))
+        reference = FeatureStats.of(MNISTFeatures().extract(real))
     out = args.out or args.run / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     result = {"run": str(args.run), "split": args.split, "n_data": len(x),
@@ -103,7 +132,7 @@ def main() -> None:
         ckpt = args.run / "checkpoints" / f"step_{step:08d}"
         if not ckpt.is_dir():
             raise SystemExit(f"{ckpt}: no such checkpoint")
-        result["checkpoints"][str(step)] = analyse(ckpt, x, args)
+        result["checkpoints"][str(step)] = analyse(ckpt, x, args, reference)
         print(step, json.dumps(result["checkpoints"][str(step)]), flush=True)
     (out / "chain_convergence.json").write_text(json.dumps(result, indent=1))
     (out / "chain_convergence.md").write_text(markdown(result))
@@ -111,16 +140,22 @@ def main() -> None:
 
 
 def markdown(result: dict) -> str:
-    rows = ["| step | chain | length | mean ‖z‖ | mean f(z) | MSE |", "|---|---|---|---|---|---|"]
+    rows = ["| step | chain | length | mean ‖z‖ | mean f(z) | MSE | FD-MNIST | chain s |",
+            "|---|---|---|---|---|---|---|---|"]
     for step, r in result["checkpoints"].items():
         for chain in ("prior", "posterior"):
             for p in r[chain]:
                 mse = f"{p['mse']:.4f}" if "mse" in p else ""
+                fd = f"{p['fd_mnist']:.1f}" if "fd_mnist" in p else ""
+                secs = f"{p['seconds']:.1f}" if "seconds" in p else ""
                 rows.append(f"| {step} | {chain} | {p['length']} | {p['norm']:.2f} | "
-                            f"{p['f']:.1f} | {mse} |")
+                            f"{p['f']:.1f} | {mse} | {fd} | {secs} |")
     rows += ["", f"Run `{result['run']}`; posterior chains on {result['n_data']} images of "
              f"`{result['split']}`, {result['n_prior']} prior chains, seed {result['seed']}; "
-             f"each chain continued from the trained length. Command: `{result['command']}`"]
+             "each chain continued from the trained length; FD-MNIST of the prior samples "
+             f"against every `{result['split']}` image; chain s: seconds of the chain to that "
+             f"length ({result['machine'].get('cpu')}, {result['machine'].get('threads')} "
+             f"thread(s)). Command: `{result['command']}`"]
     return "\n".join(rows) + "\n"
 
 

