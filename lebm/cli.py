@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. valid (results kept apart as METRIC@SPLIT)")
     e.add_argument("--anomaly-score", default="joint", choices=("joint", "marginal"),
                    help="auprc: joint −log p̃(x, z) (the papers') or marginal −log p(x)")
+    e.add_argument("--posterior-steps", type=int, default=None, metavar="K",
+                   help="posterior Langevin steps for every metric that infers z (default: "
+                        "the trained length; e.g. longer for a run trained with persistent "
+                        "chains); results kept apart as METRIC@posteriorK")
     e.add_argument("--score-chains", type=int, default=1,
                    help="auprc with the joint score: mean over this many posterior draws")
     e.add_argument("--checkpoint", help="a step folder under RUN/checkpoints, e.g. "
@@ -329,7 +333,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     settings = EvalSettings(n_samples=a.n_samples, n_test=a.n_test, n_ll=a.n_ll, n_ref=a.n_ref,
                             seed=a.seed, progress=not a.no_progress, cache_dir=a.cache_dir,
                             split=a.split, anomaly_score=a.anomaly_score,
-                            score_chains=a.score_chains, n_is=a.n_is)
+                            score_chains=a.score_chains, n_is=a.n_is,
+                            posterior_steps=a.posterior_steps)
     record = evaluate(a.run_dir, metrics, settings, a.device, a.checkpoint)
     print(format_table(record))
     print(f"wrote {a.run_dir / 'eval.json'} (values with their recipes)")

@@ -136,3 +136,17 @@ def test_eval_on_another_split_is_kept_apart(run_with_anomaly, capsys):
     m = json.loads((run / "eval.json").read_text())["checkpoints"]["step_00000008"]["metrics"]
     assert m["mse"]["recipe"]["split"] == "test" and m["mse@train"]["recipe"]["split"] == "train"
     assert main([*args, "--split", "bogus"]) == 2
+
+
+def test_eval_with_another_posterior_length_is_kept_apart(run_with_anomaly, capsys):
+    """--posterior-steps K: every inference runs K steps; the figures sit under
+    METRIC@posteriorK beside the trained-length ones. With 0 steps z is the chain's noise
+    start, so the reconstruction is worse than after the trained 20 steps."""
+    run = run_with_anomaly
+    args = ["eval", str(run), "--metrics", "mse", "--n-test", "40", "--no-progress"]
+    assert main(args) == 0 and main([*args, "--posterior-steps", "0"]) == 0
+    assert "[posterior0]" in capsys.readouterr().out
+    m = json.loads((run / "eval.json").read_text())["checkpoints"]["step_00000008"]["metrics"]
+    assert m["mse@posterior0"]["mse"] > m["mse"]["mse"]
+    assert m["mse@posterior0"]["recipe"]["posterior_steps"] == 0
+    assert main([*args, "--posterior-steps", "-1"]) == 2

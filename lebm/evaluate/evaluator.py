@@ -67,10 +67,15 @@ class EvalSettings:
     anomaly_score: str = "joint"  # auprc score: joint (the papers'), or marginal (−log p(x))
     score_chains: int = 1  # joint: mean over this many posterior draws
     n_is: int = 500  # text ll: importance-sampling draws per sentence (the papers' 500)
+    # posterior Langevin steps for every metric that infers z (None = the trained length);
+    # results are kept apart as METRIC@posteriorK
+    posterior_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.score_chains < 1:
             raise LebmError(f"score_chains must be >= 1, got {self.score_chains}")
+        if self.posterior_steps is not None and self.posterior_steps < 0:
+            raise LebmError(f"posterior_steps must be >= 0, got {self.posterior_steps}")
         for name in ("n_samples", "n_test", "n_ll", "n_ref", "batch_size", "n_is"):
             value = getattr(self, name)
             if value is not None and value < 2:
@@ -96,6 +101,8 @@ class Evaluator:
             source = latest_checkpoint(self.run_dir)
         self.checkpoint = source.name  # the one actually read (latest may have fallen back)
         self.model: LatentModel = load_model(source, self.device).eval()
+        if self.s.posterior_steps is not None:  # every inference below runs this long
+            self.model.config.posterior_chain.n_steps = self.s.posterior_steps
         self._cache: dict[tuple[str, int | None, bool], Any] = {}
         self._sample_cache: dict[int, torch.Tensor] = {}
 
@@ -485,6 +492,8 @@ def evaluate(run_dir: str | Path, metrics: list[str] | None = None,
     results = ev.run(names)
     if ev.s.split and ev.s.split != (ev.cfg.data.test_split or "train"):
         results = {f"{k}@{ev.s.split}": v for k, v in results.items()}  # kept apart
+    if ev.s.posterior_steps is not None:  # likewise: another inference
+        results = {f"{k}@posterior{ev.s.posterior_steps}": v for k, v in results.items()}
     path = Path(run_dir) / "eval.json"
     by_checkpoint = read_eval_file(path)
     name = str(ev.checkpoint)
