@@ -113,9 +113,8 @@ def resume_command(python: str, run: Path, steps: int, cmd: list[str]) -> list[s
     out = [python, "-m", "lebm.cli", "resume", str(run), "--max-steps", str(steps),
            "--no-progress"]
     for flag, item in zip(cmd, cmd[1:]):
-        key = item.partition("=")[0].strip()
-        if flag == "--set" and key.removeprefix("train.") in RESUME_SETTINGS \
-                and key.removeprefix("train.") != "progress":
+        name = item.partition("=")[0].strip().removeprefix("train.")
+        if flag == "--set" and name in RESUME_SETTINGS and name != "progress":
             out += ["--set", item]
     return out
 

@@ -35,14 +35,13 @@ from _common import machine, train_runs  # noqa: E402
 from anomaly_mnist import (  # noqa: E402
     DEFAULT_MODELS,
     FAMILIES,
+    MODEL_NAMES,
     PAPER,
     PRESETS,
     PROTOCOLS,
     preset_of,
     train_command,
 )
-
-NAMES = {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)"}
 
 
 def _latest_step(run: Path) -> int:
@@ -180,7 +179,7 @@ def markdown(result: dict) -> str:
     lines = ["| model | " + " | ".join(f"{s} steps" for s in steps) + " |",
              "|---|" + "---|" * len(steps)]
     for model, per in result["points"].items():
-        lines.append(f"| {NAMES.get(model, model)} | " + " | ".join(
+        lines.append(f"| {MODEL_NAMES[model]} | " + " | ".join(
             f"{per[str(s)]['auprc']:.3f}" if str(s) in per else "–" for s in steps) + " |")
     for name, v in result["paper"].items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for _ in steps) + " |")
@@ -201,7 +200,7 @@ def plot(result: dict, path: Path) -> None:
     for model, per in result["points"].items():
         s = sorted(per, key=int)
         ax.plot([per[k]["epochs"] for k in s], [per[k]["auprc"] for k in s], "o-",
-                label=NAMES.get(model, model))
+                label=MODEL_NAMES[model])
     for (name, v), ls in zip(result["paper"].items(), ("--", ":"), strict=False):
         ax.axhline(v, color="gray", ls=ls, label=name)
     ax.set_xlabel("epochs")

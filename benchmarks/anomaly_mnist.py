@@ -75,6 +75,10 @@ FAMILIES: dict[str, dict[str, str]] = {
               # the multi-stage NCE prior (NeurIPS'22) on the same generator; no paper numbers
               "nce": "nce-mnist"}}
 PRESETS = FAMILIES["mnist"]  # every model name (the mnist family has them all)
+MODEL_NAMES = {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)",
+               "joint": "joint EBM, 2 layers (ours)", "joint-inf": "joint EBM + q(z|x) (ours)",
+               "abp-joint": "hierarchical ABP (ours)", "vae-joint": "hierarchical VAE (ours)",
+               "nce": "multi-stage NCE prior (ours)"}
 DEFAULT_MODELS = ["lebm", "vae", "abp"]
 
 
@@ -130,16 +134,14 @@ class ScoreCache:
         self.data = json.loads(path.read_text()) if path.is_file() else {}
 
     def score(self, ckpt: Path, digit: int, test: str, n_test: int | None, chains: int) -> dict:
-        import hashlib
+        from lebm.io import atomic_write_json, sha256_file
 
-        stamp = hashlib.sha256((ckpt / "checksums.json").read_bytes()).hexdigest()[:16]
+        stamp = sha256_file(ckpt / "checksums.json")[:16]
         key = f"{ckpt.parent.parent.name}/{ckpt.name}|{stamp}|{test}|{chains}|{n_test}"
         if key not in self.data:
             self.data[key] = score_protocol(ckpt, digit, test, n_test, chains)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1))
-            tmp.replace(self.path)
+            atomic_write_json(self.path, self.data)
         return self.data[key]
 
 
@@ -337,10 +339,7 @@ def main() -> None:
 
 
 def _names(result: dict) -> dict[str, str]:
-    return {"lebm": "LEBM (ours)", "vae": "VAE (ours)", "abp": "ABP (ours)",
-            "joint": "joint EBM, 2 layers (ours)", "joint-inf": "joint EBM + q(z|x) (ours)",
-            "abp-joint": "hierarchical ABP (ours)", "vae-joint": "hierarchical VAE (ours)",
-            "nce": "multi-stage NCE prior (ours)",
+    return {**MODEL_NAMES,
             "pca": f"PCA reconstruction ({result['recipe']['pca'].split()[0]} components)"}
 
 

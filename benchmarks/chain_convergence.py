@@ -39,18 +39,18 @@ def continued(step_fn, z, lengths: list[int], stats) -> list[dict]:
     return out
 
 
-def analyse(ckpt: Path, x, args: argparse.Namespace, fd_reference=None) -> dict:
-    """The chains' statistics at each length; with ``fd_reference`` (FeatureStats of real
-    images), also FD-MNIST of the prior samples at each prior length."""
+def analyse(ckpt: Path, x, args: argparse.Namespace, fd=None) -> dict:
+    """The chains' statistics at each length; with ``fd`` (the MNIST feature extractor and
+    the FeatureStats of real images), also FD-MNIST of the prior samples at each prior
+    length."""
     import torch
 
     import lebm
-    from lebm.metrics import FeatureStats, MNISTFeatures, frechet_distance
+    from lebm.metrics import FeatureStats, frechet_distance
 
     model = lebm.load(ckpt)
     model.eval()
     g = torch.Generator().manual_seed(args.seed)
-    feats = MNISTFeatures() if fd_reference is not None else None
 
     def energy(z):  # f(z) = log p̃(z) + ‖z‖²/2 (the tilt on N(0, I))
         with torch.no_grad():
@@ -61,11 +61,12 @@ def analyse(ckpt: Path, x, args: argparse.Namespace, fd_reference=None) -> dict:
 
     def prior_stats(z):
         out = norm_and_f(z)
-        if feats is not None:
+        if fd is not None:
+            feats, reference = fd
             with torch.no_grad():
                 images = torch.cat([model.decode(zb) for zb in z.split(500)])
             out["fd_mnist"] = frechet_distance(FeatureStats.of(feats.extract(images)),
-                                               fd_reference)
+                                               reference)
         return out
 
     def post_stats(z):
@@ -114,14 +115,14 @@ def main() -> None:
     cfg = read_run_config(args.run)
     data = load_dataset(cfg.data.name, args.split)
     x = data.batch(torch.arange(min(args.n_data, len(data))))
-    reference = None
-    if args.fd:
+    fd = None
+    if args.fd:  # one feature extractor and one reference for every checkpoint
         from lebm.metrics import FeatureStats, MNISTFeatures
 
         if tuple(x.shape[1:]) != (1, 28, 28):
             raise SystemExit(f"--fd needs 28×28 grey images; {args.split} has {tuple(x.shape[1:])}")
-        real = data.batch(torch.arange(len(data)))
-        reference = FeatureStats.of(MNISTFeatures().extract(real))
+        feats = MNISTFeatures()
+        fd = (feats, FeatureStats.of(feats.extract(data.batch(torch.arange(len(data))))))
     out = args.out or args.run / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     result = {"run": str(args.run), "split": args.split, "n_data": len(x),
@@ -132,7 +133,7 @@ def main() -> None:
         ckpt = args.run / "checkpoints" / f"step_{step:08d}"
         if not ckpt.is_dir():
             raise SystemExit(f"{ckpt}: no such checkpoint")
-        result["checkpoints"][str(step)] = analyse(ckpt, x, args, reference)
+        result["checkpoints"][str(step)] = analyse(ckpt, x, args, fd)
         print(step, json.dumps(result["checkpoints"][str(step)]), flush=True)
     (out / "chain_convergence.json").write_text(json.dumps(result, indent=1))
     (out / "chain_convergence.md").write_text(markdown(result))

@@ -224,11 +224,9 @@ def set_value(cfg: RunConfig, key: str, value: Any, from_text: bool) -> None:
                     label=f"{section}.")
 
 
-def set_resume_settings(cfg: RunConfig, overrides: list[str]) -> list[str]:
+def set_resume_settings(cfg: RunConfig, overrides: list[str]) -> None:
     """Apply ``key=value`` overrides of ``RESUME_SETTINGS`` to a stored run's config (for
-    ``lebm resume --set``); refuse any other key, since it would change what the run learns.
-    Returns the keys set."""
-    keys = []
+    ``lebm resume --set``); refuse any other key, since it would change what the run learns."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -240,9 +238,7 @@ def set_resume_settings(cfg: RunConfig, overrides: list[str]) -> list[str]:
                 f"(resume may set train.{', train.'.join(RESUME_SETTINGS)}); to train on with "
                 f"other settings, branch: lebm train PRESET --run-dir NEW --from RUN --set ...")
         set_value(cfg, f"train.{path}", value.strip(), from_text=True)
-        keys.append(f"train.{path}")
     validate(cfg)
-    return keys
 
 
 def validate(cfg: RunConfig) -> None:
